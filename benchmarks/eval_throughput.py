@@ -1,0 +1,96 @@
+"""Scoring samples/s: our last-position Yes/No head vs the plain full-vocabulary forward, same rows, same run.
+
+Plain: the HF causal LM + LoRA, full logits at every position, random-order batches padded to their
+longest row, fp32 weights (+ bf16 autocast on GPU). Ours: CCFLLMForCTR, length-sorted batches, bf16
+weights on GPU (fp32 on CPU), on text prompts (like for like: ``ratio``) and on hybrid prompts (what
+stage 2 scores; longer prompts). No gradients on either side; variants run interleaved.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from benchmarks import common
+
+TARGET = 3.0
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = common.parser(__doc__.splitlines()[0])
+    args.add_argument(
+        "--batch-size", type=int, help="default: 16 on CPU, 128 (smollm2) / 32 (llama7b) on GPU"
+    )
+    args.add_argument("--steps", type=int, help="timed batches per variant (default: 6 on CPU, 10 on GPU)")
+    args.add_argument(
+        "--warmup", type=int, default=1, help="untimed CPU batches (GPU: one pass over all batches)"
+    )
+    args = args.parse_args(argv)
+    cuda = common.device().type == "cuda"
+    batch_size = args.batch_size or (
+        2 if args.tiny else (128 if args.backbone == "smollm2" else 32) if cuda else 16
+    )
+    steps = args.steps or (2 if args.tiny else 10 if cuda else 6)
+
+    tokenizer = common.load_tokenizer(args)
+    data = common.load_data(args.tiny, "test")
+    pool = common.sample_rows(data, 50 * batch_size, args.seed)
+    dtype = torch.bfloat16 if cuda else torch.float32
+    backbone = common.make_backbone(args, tokenizer, dtype)
+    vocab = backbone.config.vocab_size
+    ours, processor = common.build_ours(backbone, tokenizer, data, dtype)
+    ours.to(dtype).eval()
+    plain = common.make_plain(backbone).eval()
+    yes, no = processor.yes_token_id, processor.no_token_id
+
+    def unlabelled(batches: list[dict]) -> list[dict]:
+        return [{key: value for key, value in batch.items() if key != "labels"} for batch in batches]
+
+    variants: common.Variants = {
+        "plain": (
+            lambda batch: common.plain_scores(plain, batch, yes, no),
+            common.plain_batches(processor, pool, batch_size, steps, vocab, False, args.seed),
+        ),
+        "text": (
+            lambda batch: ours(**batch).logits,
+            unlabelled(
+                common.ours_batches(processor.with_settings(hybrid=False), pool, batch_size, steps, vocab)
+            ),
+        ),
+        "hybrid": (
+            lambda batch: ours(**batch).logits,
+            unlabelled(common.ours_batches(processor, pool, batch_size, steps, vocab)),
+        ),
+    }
+    warmup = common.warmup_rounds(steps, args.warmup)
+    with torch.inference_mode(), common.autocast(cuda):
+        timings = common.interleave(variants, warmup, steps)
+    speed = {name: timing.samples_per_s for name, timing in timings.items()}
+    return common.write_result(
+        "eval_throughput",
+        args,
+        {
+            "ratio": round(speed["text"] / speed["plain"], 3),
+            "target": f">= {TARGET}x plain",
+            "hybrid_ratio": round(speed["hybrid"] / speed["plain"], 3),
+            "samples_per_s": {name: round(value, 2) for name, value in speed.items()},
+            "seconds": {name: round(t.seconds, 3) for name, t in timings.items()},
+            "cold_seconds": {name: round(t.cold_seconds, 3) for name, t in timings.items()},
+            "nonfinite_score_round": {
+                n: t.nonfinite_round for n, t in timings.items() if t.nonfinite_round is not None
+            },
+            "tokens": {name: common.token_stats(batches) for name, (_, batches) in variants.items()},
+            "settings": {
+                "batch_size": batch_size,
+                "steps": steps,
+                "warmup_rounds": warmup,
+                "data": data.source,
+                "plain": "fp32 weights" + (" + bf16 autocast" if cuda else ""),
+                "ours": "bf16 weights" if cuda else "fp32",
+                "threads": torch.get_num_threads(),
+            },
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

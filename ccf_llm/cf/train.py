@@ -1,0 +1,301 @@
+"""One training / evaluation loop for every CF backbone, plus table export.
+
+Pointwise BCE on the train split's CTR labels, Adam with (L2) weight decay as in CoLLM, evaluation of
+valid AUC after every epoch, early stopping on it after a minimum number of epochs (CoLLM-style MF can
+sit near AUC .5 for a long time before it learns), and the best epoch's weights restored at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import itertools
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from sklearn.metrics import roc_auc_score
+from tqdm.auto import tqdm
+
+from ccf_llm.data import CTRData
+from ccf_llm.metrics import ctr_metrics
+
+from .base import Batch, CFModel, pad_histories
+from .din import DIN
+from .lightgcn import LightGCN
+from .mf import MF
+from .sasrec import SASRec
+
+MODELS: dict[str, type[CFModel]] = {
+    "mf": MF,
+    "mf_bias": MF,
+    "lightgcn": LightGCN,
+    "sasrec": SASRec,
+    "din": DIN,
+}
+# Settings chosen on the ML-1M valid split (configs/cf_grid.yaml); explicit settings override them.
+DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
+    "mf": {"dim": 256, "lr": 1e-3, "weight_decay": 1e-4},
+    "mf_bias": {"dim": 64, "bias": True, "lr": 1e-3, "weight_decay": 1e-4},
+    "lightgcn": {"dim": 64, "layers": 2, "lr": 1e-2, "weight_decay": 1e-4},
+    "sasrec": {"dim": 64, "history_len": 25, "lr": 1e-3, "weight_decay": 1e-4},
+    "din": {"dim": 32, "history_len": 10, "lr": 1e-3, "weight_decay": 1e-5},
+}
+TABLES_FILE, CONFIG_FILE = "cf_tables.safetensors", "cf_config.json"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by all backbones (model settings go to the model's constructor)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 1024
+    max_epochs: int = 300
+    min_epochs: int = 10  # no early stop before this many epochs
+    patience: int = 20  # epochs without a better valid AUC before stopping
+    seed: int = 2023
+    eval_batch_size: int = 8192
+
+
+def split_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], TrainConfig]:
+    """Flat settings (as in cf_grid.yaml / cf_config.json) -> (model kwargs, :class:`TrainConfig`)."""
+    names = {f.name for f in fields(TrainConfig)}
+    train = TrainConfig(**{k: v for k, v in settings.items() if k in names})
+    return {k: v for k, v in settings.items() if k not in names}, train
+
+
+@dataclass
+class CFSplits:
+    """Train / valid / test rows as tensors, with each user's history as of the end of the train split."""
+
+    train: Batch
+    valid: Batch
+    test: Batch
+    user_history: torch.Tensor  # [n_users, history_len]
+    n_users: int
+    n_items: int
+
+
+def _encode(frame: pd.DataFrame, history_len: int) -> Batch:
+    return {
+        "uid": torch.tensor(frame["uid"].to_numpy(np.int64)),
+        "iid": torch.tensor(frame["iid"].to_numpy(np.int64)),
+        "label": torch.tensor(frame["label"].to_numpy(np.float32)),
+        "not_cold": torch.tensor(frame["not_cold"].to_numpy(np.int64)),
+        "his": pad_histories(frame["his"], history_len),
+    }
+
+
+def encode_splits(data: CTRData, history_len: int = 0) -> CFSplits:
+    """Tensors for the loop. Table sizes are max id + 1 over all splits (row 0 = padding).
+
+    The exported user history is the one known at the end of training (the last train row's ``his``
+    plus that row's item when liked), so no valid/test label leaks into the tables the LLM reads.
+    """
+    columns = ["uid", "iid", "label", "not_cold", "his", "timestamp"]
+    frames = {
+        split: data.splits[split].select_columns(columns).to_pandas() for split in ("train", "valid", "test")
+    }
+    n_users = int(max(frame["uid"].max() for frame in frames.values())) + 1
+    n_items = int(max(frame["iid"].max() for frame in frames.values())) + 1
+    n_items = max(n_items, max(data.items, default=0) + 1)
+    last = frames["train"].sort_values("timestamp", kind="stable").groupby("uid").tail(1)
+    final = [
+        [*his, iid] if label else list(his)
+        for his, iid, label in zip(last["his"], last["iid"], last["label"], strict=True)
+    ]
+    user_history = torch.zeros(n_users, history_len, dtype=torch.long)
+    user_history[torch.tensor(last["uid"].to_numpy(np.int64))] = pad_histories(final, history_len)
+    return CFSplits(
+        **{split: _encode(frame, history_len) for split, frame in frames.items()},
+        user_history=user_history,
+        n_users=n_users,
+        n_items=n_items,
+    )
+
+
+@torch.no_grad()
+def predict(model: CFModel, rows: Batch, batch_size: int = 8192) -> np.ndarray:
+    """Logits for all rows, in eval mode."""
+    model.eval()
+    n = len(rows["label"])
+    out = [model({k: v[i : i + batch_size] for k, v in rows.items()}) for i in range(0, n, batch_size)]
+    return torch.cat(out).numpy()
+
+
+def evaluate(model: CFModel, rows: Batch, batch_size: int = 8192) -> dict[str, float | int]:
+    """AUC, UAUC and warm/cold AUC of the model on one split."""
+    return ctr_metrics(
+        rows["label"].numpy(), predict(model, rows, batch_size), rows["uid"].numpy(), rows["not_cold"].numpy()
+    )
+
+
+@dataclass
+class CFRun:
+    """A trained backbone and how it did."""
+
+    name: str
+    settings: dict[str, Any]
+    model: CFModel
+    valid: dict[str, float | int]
+    test: dict[str, float | int]
+    best_epoch: int
+    epochs: int
+    seconds: float
+    user_history: torch.Tensor  # what the exported user vectors are computed from
+    curve: list[float] = field(default_factory=list)  # valid AUC per epoch
+
+
+def fit(
+    model: CFModel, splits: CFSplits, config: TrainConfig, progress: bool = True
+) -> tuple[int, list[float]]:
+    """Train in place; keeps the weights of the epoch with the best valid AUC. Returns (best epoch, curve)."""
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    train, n = splits.train, len(splits.train["label"])
+    best_auc, best_epoch, best_state, curve = -1.0, 0, copy.deepcopy(model.state_dict()), []
+    bar = tqdm(range(1, config.max_epochs + 1), desc=type(model).__name__, disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(n, generator=generator)
+        total = 0.0
+        for start in range(0, n, config.batch_size):
+            batch = {k: v[order[start : start + config.batch_size]] for k, v in train.items()}
+            loss = F.binary_cross_entropy_with_logits(model(batch), batch["label"])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch["label"])
+        scores = predict(model, splits.valid, config.eval_batch_size)
+        if not np.isfinite(scores).all():
+            raise FloatingPointError(
+                f"{type(model).__name__}: non-finite scores at epoch {epoch} (lower lr?)"
+            )
+        auc = float(roc_auc_score(splits.valid["label"].numpy(), scores))
+        curve.append(auc)
+        if auc > best_auc:
+            best_auc, best_epoch, best_state = auc, epoch, copy.deepcopy(model.state_dict())
+        bar.set_postfix(loss=f"{total / n:.4f}", valid_auc=f"{auc:.4f}", best=f"{best_auc:.4f}@{best_epoch}")
+        if epoch >= config.min_epochs and epoch - best_epoch >= config.patience:
+            break
+    model.load_state_dict(best_state)
+    return best_epoch, curve
+
+
+def train_cf(
+    name: str, data: CTRData | CFSplits, settings: Mapping[str, Any] | None = None, progress: bool = True
+) -> CFRun:
+    """Train and evaluate backbone ``name`` (a key of :data:`MODELS`; ``mf_bias`` is MF with biases).
+
+    ``settings`` (model and :class:`TrainConfig` keys) override :data:`DEFAULT_SETTINGS`.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown CF model {name!r}; choose from {sorted(MODELS)}")
+    model_kwargs, config = split_settings({**DEFAULT_SETTINGS[name], **(settings or {})})
+    torch.manual_seed(config.seed)
+    start = time.perf_counter()
+    splits = data if isinstance(data, CFSplits) else encode_splits(data, _history_len(name, model_kwargs))
+    model = MODELS[name].from_data(splits.n_users, splits.n_items, splits.train, **model_kwargs)
+    if splits.train["his"].shape[1] != model.history_len:
+        raise ValueError(
+            f"{name}: splits carry {splits.train['his'].shape[1]} history items, model wants {model.history_len}"
+        )
+    best_epoch, curve = fit(model, splits, config, progress)
+    return CFRun(
+        name=name,
+        settings={**model_kwargs, **asdict(config)},
+        model=model,
+        valid=evaluate(model, splits.valid, config.eval_batch_size),
+        test=evaluate(model, splits.test, config.eval_batch_size),
+        best_epoch=best_epoch,
+        epochs=len(curve),
+        seconds=time.perf_counter() - start,
+        user_history=splits.user_history,
+        curve=curve,
+    )
+
+
+def _history_len(name: str, model_kwargs: Mapping[str, Any]) -> int:
+    """How many history items the model reads: its ``history_len`` setting or constructor default."""
+    if "history_len" in model_kwargs:
+        return int(model_kwargs["history_len"])
+    default = inspect.signature(MODELS[name].__init__).parameters.get("history_len")
+    return int(default.default) if default is not None else 0
+
+
+def grid_search(
+    name: str,
+    data: CTRData,
+    base: Mapping[str, Any],
+    grid: Mapping[str, list[Any]],
+    progress: bool = True,
+) -> tuple[CFRun, list[dict[str, Any]]]:
+    """Train every combination of ``grid`` on top of ``base``; the best valid AUC wins.
+
+    Returns the winning run and one summary row per combination (settings, valid/test AUC, seconds).
+    """
+    keys = list(grid)
+    best: CFRun | None = None
+    table = []
+    for values in itertools.product(*(grid[key] for key in keys)):
+        settings = {**base, **dict(zip(keys, values, strict=True))}
+        run = train_cf(name, data, settings, progress)
+        table.append(
+            {**dict(zip(keys, values, strict=True)), "valid_auc": run.valid["auc"], "test_auc": run.test["auc"],
+             "best_epoch": run.best_epoch, "seconds": round(run.seconds, 1)}
+        )  # fmt: skip
+        if progress:
+            tqdm.write(f"{name} {table[-1]}")
+        if best is None or run.valid["auc"] > best.valid["auc"]:
+            best = run
+    assert best is not None, "empty grid"
+    return best, table
+
+
+def save_cf_tables(run: CFRun, out_dir: str | os.PathLike) -> Path:
+    """Write ``cf_tables.safetensors`` (float32 ``user_embeddings`` / ``item_embeddings``) and ``cf_config.json``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run.model.eval()
+    user, item = run.model.export_tables(run.user_history)
+    tables = {"user_embeddings": user.float().contiguous(), "item_embeddings": item.float().contiguous()}
+    save_file(tables, str(out / TABLES_FILE), metadata={"model": run.name})
+    config = {
+        "model": run.name,
+        "dim": int(user.shape[1]),
+        "n_users": int(user.shape[0]),
+        "n_items": int(item.shape[0]),
+        "settings": run.settings,
+        "valid": run.valid,
+        "test": run.test,
+        "best_epoch": run.best_epoch,
+        "seconds": round(run.seconds, 1),
+    }
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    return out
+
+
+def load_cf_tables(directory: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """(user table [n_users, d], item table [n_items, d], cf_config) of an exported backbone."""
+    root = Path(directory)
+    for name in (TABLES_FILE, CONFIG_FILE):
+        if not (root / name).is_file():
+            raise FileNotFoundError(f"{root / name}: missing (expected the output of scripts/train_cf.py)")
+    tables = load_file(str(root / TABLES_FILE))
+    config = json.loads((root / CONFIG_FILE).read_text())
+    user, item = tables["user_embeddings"], tables["item_embeddings"]
+    if user.shape[1] != item.shape[1] or user.shape[1] != config["dim"]:
+        raise ValueError(
+            f"{root}: table widths {user.shape[1]}/{item.shape[1]} differ from dim {config['dim']}"
+        )
+    return user, item, config

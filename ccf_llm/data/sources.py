@@ -1,0 +1,48 @@
+"""One entry point per data source, so scripts and configs name a source instead of a function."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .amazon import process_amazon_book
+from .movielens import process_movielens
+from .recbole_default import load_default
+from .schema import CTRData, load_split
+
+SOURCES = ("split", "movielens", "amazon", "default")
+
+
+def load_source(
+    source: str,
+    *,
+    path: str | os.PathLike | None = None,
+    reviews: str | os.PathLike | None = None,
+    meta: str | os.PathLike | None = None,
+    **options: Any,
+) -> CTRData:
+    """``split``: a saved parquet split folder (``path``); ``movielens``: raw MovieLens files (``path``);
+    ``amazon``: ``reviews`` + ``meta`` JSON lines; ``default``: RecBole's bundled ml-100k.
+
+    ``options`` go to the source's function (e.g. ``max_train_rows``, ``label_threshold``, ``progress``).
+    """
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
+    if source == "amazon":
+        if reviews is None or meta is None:
+            raise ValueError("source 'amazon' needs both reviews and meta paths")
+        return process_amazon_book(reviews, meta, **options)
+    if source == "default":
+        return load_default(**options)
+    if path is None:
+        raise ValueError(f"source {source!r} needs a path")
+    if source == "split":
+        if options:
+            raise ValueError(
+                f"source 'split' reads a finished split and takes no options, got {sorted(options)}"
+            )
+        return load_split(path)
+    return process_movielens(path, **options)
+
+
+__all__ = ["SOURCES", "load_source"]

@@ -1,0 +1,39 @@
+"""How much the GATE leans on text vs CF: mean gate value per dimension for warm and cold rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from datasets import Dataset
+
+from modeling_ccf import CCFLLMForCTR
+from processing_ccf import CCFLLMProcessor
+
+
+@torch.no_grad()
+def gate_statistics(
+    model: CCFLLMForCTR,
+    processor: CCFLLMProcessor,
+    encoded: Dataset,
+    max_rows: int = 2048,
+    batch_size: int = 64,
+) -> dict[str, list[float]]:
+    """Mean candidate-item gate per dimension over warm (``not_cold``) and cold rows; ``a`` near 1 = text.
+
+    Rows are an encoded split (``ccf_llm.training.trainer.encode_dataset``); the first ``max_rows`` are used.
+    """
+    if model.config.fusion not in ("gate", "scalar_gate"):
+        return {}
+    rows = encoded.select(range(min(max_rows, len(encoded))))
+    device = next(model.parameters()).device
+    sums = {"warm": 0.0, "cold": 0.0}
+    counts = {"warm": 0, "cold": 0}
+    for start in range(0, len(rows), batch_size):
+        chunk = rows.select(range(start, min(start + batch_size, len(rows))))
+        batch = {k: v.to(device) for k, v in processor.pad(list(chunk)).items()}
+        gates = model(**batch, output_gates=True).item_gates[:, 0].float().cpu().numpy()  # slot 0 = candidate
+        warm = np.asarray(chunk["not_cold"]).astype(bool)
+        for name, mask in (("warm", warm), ("cold", ~warm)):
+            sums[name] = sums[name] + gates[mask].sum(0)
+            counts[name] += int(mask.sum())
+    return {name: (np.asarray(sums[name]) / counts[name]).tolist() for name in sums if counts[name]}

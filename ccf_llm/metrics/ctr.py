@@ -1,0 +1,81 @@
+"""CTR metrics as CoLLM reports them: AUC, UAUC (``uAUC_me``) and AUC on warm / cold rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+ArrayLike = Sequence | np.ndarray | pd.Series
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """sklearn's AUC, NaN (instead of an exception) when only one class is present."""
+    if labels.size == 0 or labels.min() == labels.max():
+        return float("nan")
+    return float(roc_auc_score(labels, scores))
+
+
+def per_user_auc(labels: ArrayLike, scores: ArrayLike, user_ids: ArrayLike) -> pd.Series:
+    """AUC of every user with more than one row and both labels (index: user id).
+
+    Vectorised Mann-Whitney form: within each user, AUC = (sum of the positives' average ranks
+    - P(P+1)/2) / (P N), which equals ``roc_auc_score`` per user, ties counted as one half.
+    Users with one row or one class are left out, as in CoLLM's ``uAUC_me``.
+    """
+    frame = pd.DataFrame({"u": np.asarray(user_ids), "y": np.asarray(labels), "s": np.asarray(scores)})
+    frame["rank"] = frame.groupby("u", sort=True)["s"].rank(method="average")
+    frame["pos_rank"] = frame["rank"] * frame["y"]
+    grouped = frame.groupby("u", sort=True).agg(
+        n=("y", "size"), pos=("y", "sum"), pos_rank=("pos_rank", "sum")
+    )
+    neg = grouped["n"] - grouped["pos"]
+    keep = (grouped["n"] > 1) & (grouped["pos"] > 0) & (neg > 0)
+    grouped, neg = grouped[keep], neg[keep]
+    return (grouped["pos_rank"] - grouped["pos"] * (grouped["pos"] + 1) / 2) / (grouped["pos"] * neg)
+
+
+def ctr_metrics(
+    labels: ArrayLike,
+    scores: ArrayLike,
+    user_ids: ArrayLike,
+    not_cold: ArrayLike | None = None,
+) -> dict[str, float | int]:
+    """AUC, UAUC (unweighted mean of per-user AUC) and, given ``not_cold``, AUC on warm and cold rows.
+
+    ``scores`` may be logits or probabilities (only their order matters). Subsets with a single class
+    give NaN rather than an error, so a small evaluation never crashes a training run.
+    """
+    y = np.asarray(labels)
+    s = np.asarray(scores, dtype=np.float64)
+    u = np.asarray(user_ids)
+    arrays = {"labels": y, "scores": s, "user_ids": u}
+    if not_cold is not None:
+        arrays["not_cold"] = np.asarray(not_cold)
+    for name, array in arrays.items():
+        if array.ndim != 1:
+            raise ValueError(f"ctr_metrics: {name} must be one-dimensional, got shape {array.shape}")
+    lengths = {name: len(array) for name, array in arrays.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"ctr_metrics: inputs differ in length: {lengths}")
+    if y.size == 0:
+        raise ValueError("ctr_metrics: no rows to evaluate")
+    if not np.isfinite(s).all():
+        raise ValueError(f"ctr_metrics: {int((~np.isfinite(s)).sum())} score(s) are NaN or infinite")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("ctr_metrics: labels must be 0 or 1")
+    y = y.astype(np.int64)
+
+    users = per_user_auc(y, s, u)
+    result: dict[str, float | int] = {
+        "auc": _auc(y, s),
+        "uauc": float(users.mean()) if len(users) else float("nan"),
+        "n_users_uauc": len(users),
+    }
+    if not_cold is not None:
+        warm = arrays["not_cold"].astype(bool)
+        result["auc_warm"] = _auc(y[warm], s[warm])
+        result["auc_cold"] = _auc(y[~warm], s[~warm])
+    return result

@@ -1,0 +1,90 @@
+"""Experiment settings, read from ``configs/*.yaml``: one file is one row of the results table."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from configuration_ccf import FUSIONS
+
+
+@dataclass
+class StageConfig:
+    """Optimisation settings of one training stage (``epochs: 0`` skips the stage)."""
+
+    epochs: float = 1.0
+    learning_rate: float = 1e-4
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.05
+    gradient_accumulation_steps: int = 1
+    evals_per_epoch: int = 1
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything a results row depends on. See ``configs/ml1m.yaml`` for a commented example."""
+
+    method: str = "CCF-LLM"
+    data: str = "ml1m"  # ml1m (the shared CoLLM split) | default (embedded RecBole ml-100k) | a split folder
+    data_dir: str | None = None
+    results: str | None = None  # results/<dataset>.json to upsert the row into; None writes no row
+    output_dir: str = "outputs/run"
+    backbone: str | None = None  # HF folder or .gguf file; None = the embedded SmolLM2-135M-Instruct
+    cf_dir: str | None = None  # folder with cf_tables.safetensors; None trains MF first (ccf_llm.cf)
+    cf_model: str = "mf"  # what to train when cf_dir is None
+    cf_settings: dict = field(default_factory=dict)  # its settings (ccf_llm.cf.train_cf)
+    fusion: str = "gate"
+    history_item_tokens: bool = True
+    score_type: str = "yes_minus_no"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = None
+    max_history: int = 10
+    max_length: int = 256
+    max_train_rows: int | None = None  # keep the most recent rows of train (CPU protocol); None = all
+    max_eval_rows: int | None = None  # a fixed random sample of valid/test (CPU protocol); None = all
+    schedule: str = "two_stage"  # two_stage | joint
+    stage2_tunes_lora: bool = False
+    init_from: str | None = None  # a finished run whose stage-1 LoRA replaces stage 1
+    stage1: StageConfig = field(default_factory=lambda: StageConfig(epochs=1, learning_rate=2e-4))
+    stage2: StageConfig = field(default_factory=lambda: StageConfig(epochs=1, learning_rate=1e-3))
+    bf16: bool | None = None  # None = on when a GPU supports it
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"Unknown fusion {self.fusion!r}; expected one of {', '.join(FUSIONS)}")
+        if self.schedule not in ("two_stage", "joint"):
+            raise ValueError(f"Unknown schedule {self.schedule!r}; expected two_stage or joint")
+        for name in ("stage1", "stage2"):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                setattr(self, name, _build(StageConfig, value, name))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides) -> ExperimentConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config {path} not found")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return _build(cls, values, str(path))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _build(kind: type, values: dict, where: str):
+    known = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown setting(s) {unknown}; known: {sorted(known)}")
+    return kind(**values)

@@ -1,0 +1,183 @@
+"""The whole experiment: data -> CF tables -> stage 1 (LoRA, text) -> stage 2 (ALG+GATE, hybrid) -> test -> model folder."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from datasets import DatasetDict
+from safetensors.torch import load_file
+from transformers import set_seed
+
+from modeling_ccf import CCFLLMForCTR
+
+from ..build import build_model, load_backbone
+from ..data import CTRData, load_split
+from ..evaluation import split_metrics, upsert_result
+from ..evaluation.gates import gate_statistics
+from ..metrics import ctr_metrics
+from .config import ExperimentConfig
+from .trainer import TRAINABLE_FILE, encode_dataset, predict_scores, run_stage
+
+SHARED_ML1M = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ml-1m"
+MODEL_DIR = "model"
+
+
+def load_data(config: ExperimentConfig) -> CTRData:
+    """The configured data set, with the CPU protocol's subsampling (recent train rows) applied."""
+    if config.data == "default":
+        from ..data import load_default
+
+        data = load_default()
+    elif config.data == "ml1m":
+        data = load_split(config.data_dir or os.environ.get("CCF_ML1M_DIR", SHARED_ML1M))
+    else:
+        data = load_split(config.data)
+    splits = dict(data.splits)
+    if config.max_train_rows and len(splits["train"]) > config.max_train_rows:
+        train = splits["train"].sort("timestamp")
+        splits["train"] = train.select(range(len(train) - config.max_train_rows, len(train)))
+    if config.max_eval_rows:
+        for name in ("valid", "test"):
+            if len(splits[name]) > config.max_eval_rows:  # a fixed random sample: every user can appear
+                splits[name] = splits[name].shuffle(seed=config.seed).select(range(config.max_eval_rows))
+    return CTRData(DatasetDict(splits), data.items, data.users, data.name, data.info)
+
+
+def cf_tables(config: ExperimentConfig, data: CTRData) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Load the configured CF tables, or train ``cf_model`` on the train split and export them first."""
+    from ..cf import load_cf_tables, save_cf_tables, train_cf
+
+    directory = Path(config.cf_dir) if config.cf_dir else Path(config.output_dir) / "cf"
+    if not (directory / "cf_tables.safetensors").is_file():
+        if config.cf_dir:
+            raise FileNotFoundError(f"{directory / 'cf_tables.safetensors'} not found (cf_dir in the config)")
+        save_cf_tables(train_cf(config.cf_model, data, config.cf_settings), directory)
+    users, items, info = load_cf_tables(directory)
+    return users, items, info.get("model", config.cf_model)
+
+
+def load_stage1_lora(model: CCFLLMForCTR, run_dir: str | Path) -> None:
+    """Start from the stage-1 LoRA of a finished run (its ``stage1`` weights or its saved model folder)."""
+    run_dir = Path(run_dir)
+    for candidate in (run_dir / "stage1" / TRAINABLE_FILE, run_dir / MODEL_DIR / "model.safetensors"):
+        if candidate.is_file():
+            lora = {k: v for k, v in load_file(candidate).items() if "lora_" in k}
+            if not lora:
+                raise ValueError(f"{candidate} holds no LoRA weights")
+            model.load_state_dict(lora, strict=False)
+            return
+    raise FileNotFoundError(
+        f"init_from={run_dir}: no stage1/{TRAINABLE_FILE} or {MODEL_DIR}/model.safetensors"
+    )
+
+
+def run_experiment(config: ExperimentConfig, command: str, resume: bool = False) -> dict:
+    """Run every stage the config asks for, evaluate on valid/test, save the model folder, upsert the results row."""
+    start = time.perf_counter()
+    set_seed(config.seed)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_data(config)
+    needs_cf = config.fusion != "text_only"
+    users, items, cf_name = cf_tables(config, data) if needs_cf else (None, None, None)
+    backbone, tokenizer = load_backbone(config.backbone)
+    model, processor = build_model(
+        backbone,
+        tokenizer,
+        data.items,
+        users,
+        items,
+        processor_kwargs={
+            "max_history": config.max_history,
+            "max_length": config.max_length,
+            "history_item_tokens": config.history_item_tokens,
+            "hybrid": needs_cf,
+            "item_noun": "book" if "book" in data.name else "movie",
+        },
+        fusion=config.fusion,
+        history_item_tokens=config.history_item_tokens,
+        score_type=config.score_type,
+        lora_r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        lora_target_modules=config.lora_target_modules,
+    )
+    del backbone
+    bf16 = (
+        config.bf16
+        if config.bf16 is not None
+        else torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    )
+    text_processor = processor.with_settings(hybrid=False)
+
+    @functools.cache
+    def encoded(proc, split: str):
+        return encode_dataset(data.splits[split], proc, desc=f"tokenizing {split}")
+
+    stages = {}
+    common = {"seed": config.seed, "bf16": bf16, "resume": resume}
+    if config.schedule == "joint":
+        stages["joint"] = run_stage(
+            model, "joint", processor, encoded(processor, "train"), encoded(processor, "valid"),
+            config.stage2, out / "joint", **common,
+        )  # fmt: skip
+    else:
+        if config.init_from:
+            load_stage1_lora(model, config.init_from)
+            stages["stage1"] = {"init_from": config.init_from}
+        elif config.stage1.epochs > 0:
+            stages["stage1"] = run_stage(
+                model, "text", text_processor, encoded(text_processor, "train"), encoded(text_processor, "valid"),
+                config.stage1, out / "stage1", **common,
+            )  # fmt: skip
+        if needs_cf and config.stage2.epochs > 0:
+            stage = "fusion+lora" if config.stage2_tunes_lora else "fusion"
+            stages["stage2"] = run_stage(
+                model, stage, processor, encoded(processor, "train"), encoded(processor, "valid"),
+                config.stage2, out / "stage2", **common,
+            )  # fmt: skip
+
+    model.eval()
+    metrics = {}
+    for split in ("valid", "test"):
+        rows = encoded(processor, split)
+        scores = predict_scores(model, rows, processor, config.stage2.eval_batch_size, bf16, out / "predict")
+        metrics[split] = ctr_metrics(rows["label"], scores, rows["uid"], rows["not_cold"])
+        pd.DataFrame(
+            {"uid": rows["uid"], "label": rows["label"], "not_cold": rows["not_cold"], "score": scores}
+        ).to_parquet(out / f"{split}_scores.parquet", index=False)
+    (out / "gates.json").write_text(json.dumps(gate_statistics(model, processor, encoded(processor, "test"))))
+    model.save_pretrained(out / MODEL_DIR)
+    processor.save_pretrained(out / MODEL_DIR)
+    seconds = round(time.perf_counter() - start, 1)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+    row = {
+        "method": config.method,
+        "backbone": Path(config.backbone).name if config.backbone else "SmolLM2-135M-Instruct",
+        "fusion": config.fusion,
+        "cf": cf_name,
+        "train_rows": len(data.splits["train"]),
+        "device": device,
+        "seconds": seconds,
+        "command": command,
+        "valid": split_metrics(metrics["valid"], "valid"),
+        "test": split_metrics(metrics["test"], "test"),
+    }
+    summary = {"row": row, "stages": stages, "config": config.to_dict()}
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=float))
+    if config.results:
+        upsert_result(config.results, row, dataset="ml-1m" if config.data == "ml1m" else data.name)
+    return summary
+
+
+def summary_table(summary: dict) -> pd.DataFrame:
+    row = summary["row"]
+    return pd.DataFrame(
+        [{"split": split, **{k: v for k, v in row[split].items()}} for split in ("valid", "test")]
+    ).set_index("split")

@@ -1,0 +1,174 @@
+"""One training stage on the HF ``Trainer``: pre-tokenized prompts, length-grouped batches, best epoch by valid AUC."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+from safetensors.torch import load_file, save_file
+from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
+
+from modeling_ccf import CCFLLMForCTR
+from processing_ccf import CCFLLMProcessor
+
+from ..metrics import ctr_metrics
+from .config import StageConfig
+from .stages import set_trainable
+
+ENCODED_COLUMNS = ("input_ids", "title_index", "history_ids", "item_id", "user_id")
+TRAINABLE_FILE = "trainable.safetensors"
+
+
+def encode_dataset(dataset: Dataset, processor: CCFLLMProcessor, desc: str) -> Dataset:
+    """Tokenize every prompt once (so batches are only padded), keeping label/uid/not_cold for the metrics."""
+
+    def encode(row: dict) -> dict:
+        encoded = processor.encode(row["his"], row["iid"], row["uid"])
+        return {**encoded, "length": len(encoded["input_ids"])}
+
+    keep = {"label", "uid", "not_cold"}
+    return dataset.map(encode, remove_columns=[c for c in dataset.column_names if c not in keep], desc=desc)
+
+
+def make_collator(processor: CCFLLMProcessor):
+    def collate(rows: list[dict]):
+        return processor.pad(rows, labels=[row["label"] for row in rows])
+
+    return collate
+
+
+def make_compute_metrics(dataset: Dataset):
+    """AUC/UAUC of the predictions; the evaluation loader keeps dataset order, so row i is dataset row i."""
+    uids, not_cold = np.asarray(dataset["uid"]), np.asarray(dataset["not_cold"])
+
+    def compute(prediction: EvalPrediction) -> dict[str, float]:
+        scores = np.asarray(prediction.predictions).reshape(-1)
+        return ctr_metrics(prediction.label_ids.reshape(-1), scores, uids, not_cold)
+
+    return compute
+
+
+class NaNGuard(TrainerCallback):
+    """Stop at the first non-finite training loss instead of training on (DESIGN.md: a bf16 probe went to NaN)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss became {loss} at step {state.global_step}: lower the learning rate or turn bf16 off"
+            )
+
+
+def training_arguments(
+    stage: StageConfig, output_dir: Path, train_rows: int, seed: int, bf16: bool
+) -> TrainingArguments:
+    world = max(torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1, 1)
+    steps_per_epoch = max(
+        math.ceil(train_rows / (stage.batch_size * stage.gradient_accumulation_steps * world)), 1
+    )
+    eval_steps = max(steps_per_epoch // max(stage.evals_per_epoch, 1), 1)
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    sampling = (
+        {"train_sampling_strategy": "group_by_length"}
+        if "train_sampling_strategy" in fields
+        else {"group_by_length": True}
+    )
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=stage.batch_size,
+        per_device_eval_batch_size=stage.eval_batch_size,
+        gradient_accumulation_steps=stage.gradient_accumulation_steps,
+        learning_rate=stage.learning_rate,
+        weight_decay=stage.weight_decay,
+        warmup_steps=int(stage.warmup_ratio * steps_per_epoch * stage.epochs),
+        num_train_epochs=stage.epochs,
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="auc",
+        greater_is_better=True,
+        logging_steps=max(min(eval_steps // 4, 50), 1),
+        report_to=["tensorboard"],
+        remove_unused_columns=False,
+        label_names=["labels"],
+        bf16=bf16,
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        disable_tqdm=False,
+        **sampling,
+    )
+
+
+def run_stage(
+    model: CCFLLMForCTR,
+    stage_name: str,
+    processor: CCFLLMProcessor,
+    train: Dataset,
+    valid: Dataset,
+    stage: StageConfig,
+    output_dir: Path,
+    seed: int,
+    bf16: bool,
+    resume: bool,
+) -> dict:
+    """Train the parameters ``stage_name`` tunes; leaves the best (by valid AUC) weights in ``model``.
+
+    A finished stage writes its trainable weights to ``output_dir/trainable.safetensors`` and is skipped
+    (weights reloaded) when run again; an interrupted one resumes from its last checkpoint with ``resume``.
+    """
+    trainable = set_trainable(model, stage_name)
+    done = output_dir / TRAINABLE_FILE
+    if done.is_file():
+        model.load_state_dict(load_file(done), strict=False)
+        return {"skipped": True, "trainable": len(trainable)}
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(stage, output_dir, len(train), seed, bf16),
+        train_dataset=train,
+        eval_dataset=valid,
+        data_collator=make_collator(processor),
+        compute_metrics=make_compute_metrics(valid),
+        callbacks=[NaNGuard()],
+    )
+    checkpoints = sorted(output_dir.glob("checkpoint-*"))
+    result = trainer.train(resume_from_checkpoint=bool(resume and checkpoints))
+    trainer.save_state()  # trainer_state.json: the log history behind the training-curve plots
+    if trainer.is_world_process_zero():
+        state = {
+            name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if name in trainable
+        }
+        tmp = done.with_suffix(".tmp")
+        save_file(state, tmp)
+        tmp.replace(done)
+    return {"train_seconds": result.metrics.get("train_runtime"), "best_valid_auc": trainer.state.best_metric}
+
+
+def predict_scores(
+    model: CCFLLMForCTR,
+    dataset: Dataset,
+    processor: CCFLLMProcessor,
+    batch_size: int,
+    bf16: bool,
+    output_dir: Path,
+) -> np.ndarray:
+    """Scores for every row of an encoded dataset, in dataset order (Trainer drops distributed padding rows)."""
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_eval_batch_size=batch_size,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        bf16=bf16,
+        report_to=[],
+        disable_tqdm=False,
+    )
+    trainer = Trainer(model=model, args=args, data_collator=make_collator(processor))
+    return np.asarray(trainer.predict(dataset).predictions).reshape(-1)

@@ -1,0 +1,308 @@
+"""CCF-LLM: a causal LM that reads a hybrid prompt of item titles and collaborative-filtering vectors.
+
+Hub remote code: imports only torch, transformers and (when an adapter is configured) peft.
+Read top-down in the order data flows:
+
+1. ``ALG``   maps a CF embedding into the LLM's input space.
+2. ``GATE``  mixes it, per dimension, with the text (semantic) vector of the same user or item.
+3. ``CrossModalFusion`` picks the variant named by ``config.fusion`` (gate, scalar_gate, add, concat, cf_only).
+4. ``CCFLLMForCTR`` replaces every ``<user>``/``<item>`` placeholder embedding by its fused vector, runs
+   the backbone, and scores "Yes" vs "No" from the last hidden state only.
+
+Placeholder bookkeeping (made by the processor): ``title_index[b, t]`` says which item a token belongs
+to: ``0`` the candidate, ``j >= 1`` the j-th history item, ``-1`` neither. Title tokens are mean-pooled
+into the item's semantic vector; an ``<item>`` token carries the index of the item it stands for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
+from transformers.utils import ModelOutput
+
+try:
+    from .configuration_ccf import CCFLLMConfig
+except ImportError:  # imported as a top-level module (installed package), not as Hub remote code
+    from configuration_ccf import CCFLLMConfig
+
+
+class ALG(nn.Module):
+    """Alignment: CF embedding -> LLM embedding space (CoLLM's CIE shape: expand, ReLU, project)."""
+
+    def __init__(self, cf_dim: int, hidden_size: int, expansion: int):
+        super().__init__()
+        self.up = nn.Linear(cf_dim, expansion * cf_dim)
+        self.down = nn.Linear(expansion * cf_dim, hidden_size)
+
+    def forward(self, cf: torch.Tensor) -> torch.Tensor:
+        return self.down(torch.relu(self.up(cf)))
+
+
+class GATE(nn.Module):
+    """Attentive fusion: ``a = sigmoid(W [s; m] + b)``, ``fused = a * s + (1 - a) * m``.
+
+    ``a`` has one value per embedding dimension (CCF-LLM) or one per vector (``per_dimension=False``).
+    """
+
+    def __init__(self, hidden_size: int, per_dimension: bool = True):
+        super().__init__()
+        self.proj = nn.Linear(2 * hidden_size, hidden_size if per_dimension else 1)
+
+    def forward(self, text: torch.Tensor, mapped_cf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gate = torch.sigmoid(self.proj(torch.cat([text, mapped_cf], dim=-1)))
+        return gate * text + (1 - gate) * mapped_cf, gate
+
+
+class CrossModalFusion(nn.Module):
+    """ALG followed by the mixing rule that ``config.fusion`` names; one path for every variant."""
+
+    def __init__(self, config: CCFLLMConfig, hidden_size: int):
+        super().__init__()
+        self.fusion = config.fusion
+        self.alg = ALG(config.cf_dim, hidden_size, config.alg_expansion)
+        if self.fusion in ("gate", "scalar_gate"):
+            self.gate = GATE(hidden_size, per_dimension=self.fusion == "gate")
+        elif self.fusion == "concat":
+            self.mix = nn.Sequential(
+                nn.Linear(2 * hidden_size, hidden_size), nn.GELU(), nn.Linear(hidden_size, hidden_size)
+            )
+
+    def forward(
+        self, text: torch.Tensor, cf: torch.Tensor, known: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``text`` [..., d_llm], ``cf`` [..., d_cf], ``known`` [...]: rows without a CF vector keep their text vector."""
+        mapped = self.alg(cf.to(self.alg.up.weight.dtype)).to(text.dtype)
+        gate = None
+        if self.fusion in ("gate", "scalar_gate"):
+            fused, gate = self.gate(text, mapped)
+        elif self.fusion == "concat":
+            fused = self.mix(torch.cat([text, mapped], dim=-1))
+        elif self.fusion == "add":
+            fused = text + mapped
+        else:  # cf_only
+            fused = mapped
+        return torch.where(known.unsqueeze(-1), fused, text), gate
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of each row's last real token, for left or right padding alike."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (attention_mask * positions).argmax(-1)
+
+
+@dataclass
+class CCFLLMOutput(ModelOutput):
+    """``logits`` is the CTR score (one per row); ``loss`` the BCE against ``labels``."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    user_gates: torch.Tensor | None = None
+    item_gates: torch.Tensor | None = None
+
+
+class CCFLLMPreTrainedModel(PreTrainedModel):
+    config_class = CCFLLMConfig
+    base_model_prefix = "ccf"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+
+
+class CCFLLMForCTR(CCFLLMPreTrainedModel):
+    """A causal-LM backbone + frozen CF tables + ALG/GATE, scored by "Yes" vs "No" at the last token."""
+
+    def __init__(self, config: CCFLLMConfig):
+        super().__init__(config)
+        self.backbone = AutoModelForCausalLM.from_config(config.text_config)
+        hidden_size = config.text_config.get_text_config().hidden_size
+        self.user_cf = nn.Embedding(config.num_users, config.cf_dim)
+        self.item_cf = nn.Embedding(config.num_items, config.cf_dim)
+        self.user_cf.weight.requires_grad_(False)
+        self.item_cf.weight.requires_grad_(False)
+        self.fusion = CrossModalFusion(config, hidden_size) if config.uses_placeholders else None
+        if config.lora_r > 0:
+            from peft import LoraConfig, inject_adapter_in_model
+
+            lora = LoraConfig(
+                r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=config.lora_target_modules,
+            )
+            inject_adapter_in_model(lora, self.backbone)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.backbone.get_input_embeddings()
+
+    # --- the hybrid prompt -------------------------------------------------------------------------
+
+    def embed_hybrid_prompt(
+        self,
+        input_ids: torch.Tensor,
+        user_ids: torch.Tensor | None = None,
+        item_ids: torch.Tensor | None = None,
+        history_ids: torch.Tensor | None = None,
+        title_index: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Token embeddings with every placeholder replaced by its fused text+CF vector."""
+        config = self.config
+        is_item = input_ids == config.item_token_id if config.item_token_id is not None else None
+        is_user = input_ids == config.user_token_id if config.user_token_id is not None else None
+        placeholders = torch.zeros_like(input_ids, dtype=torch.bool)
+        for mask in (is_item, is_user):
+            if mask is not None:
+                placeholders |= mask
+        # Placeholder ids lie past the vocabulary: look up a harmless id, then overwrite.
+        embeds = self.get_input_embeddings()(input_ids.masked_fill(placeholders, 0))
+        if self.fusion is None or not placeholders.any():
+            return embeds, None, None
+        if item_ids is None or title_index is None:
+            raise ValueError(
+                "A hybrid prompt needs item_ids and title_index (build inputs with CCFLLMProcessor)"
+            )
+        batch = input_ids.shape[0]
+        if history_ids is None:
+            history_ids = item_ids.new_zeros(batch, 0)
+        slot_ids = torch.cat([item_ids.view(batch, 1), history_ids], dim=1)  # slot 0 = candidate
+        item_text, has_title = self._mean_pool_titles(embeds, title_index, placeholders, slot_ids.shape[1])
+        item_fused, item_gates = self.fusion(
+            item_text, self.item_cf(self._clip(slot_ids)), self._known(slot_ids)
+        )
+
+        rows, cols = is_item.nonzero(as_tuple=True)
+        embeds = embeds.index_put((rows, cols), item_fused[rows, title_index[rows, cols]])
+        user_gates = None
+        if is_user is not None and is_user.any():
+            if user_ids is None:
+                raise ValueError("The prompt has a <user> placeholder but no user_ids were given")
+            # The user's semantic vector: the mean of its history items' title vectors.
+            history_mask = has_title[:, 1:].unsqueeze(-1).to(embeds.dtype)
+            user_text = (item_text[:, 1:] * history_mask).sum(1) / history_mask.sum(1).clamp(min=1)
+            user_fused, user_gates = self.fusion(
+                user_text,
+                self.user_cf(self._clip(user_ids, self.config.num_users)),
+                self._known(user_ids, True),
+            )
+            rows, cols = is_user.nonzero(as_tuple=True)
+            embeds = embeds.index_put((rows, cols), user_fused[rows])
+        return embeds, user_gates, item_gates
+
+    @staticmethod
+    def _mean_pool_titles(
+        embeds: torch.Tensor, title_index: torch.Tensor, placeholders: torch.Tensor, num_slots: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean of the input embeddings of each item's title tokens -> [batch, slots, d], and which slots had any."""
+        weight = ((title_index >= 0) & ~placeholders).to(embeds.dtype)
+        slot = title_index.clamp(min=0, max=num_slots - 1)
+        sums = embeds.new_zeros(embeds.shape[0], num_slots, embeds.shape[-1])
+        sums.scatter_add_(1, slot.unsqueeze(-1).expand_as(embeds), embeds * weight.unsqueeze(-1))
+        counts = embeds.new_zeros(embeds.shape[0], num_slots).scatter_add_(1, slot, weight)
+        return sums / counts.clamp(min=1).unsqueeze(-1), counts > 0
+
+    def _clip(self, ids: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        return ids.clamp(min=0, max=(size or self.config.num_items) - 1)
+
+    def _known(self, ids: torch.Tensor, users: bool = False) -> torch.Tensor:
+        """Ids with a CF row: 0 is padding, negative or too large means unknown (text only)."""
+        size = self.config.num_users if users else self.config.num_items
+        return (ids > 0) & (ids < size)
+
+    # --- scoring -----------------------------------------------------------------------------------
+
+    def score(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        """The CTR score from the last hidden state, using only the "Yes"/"No" rows of the output head."""
+        head = self.backbone.get_output_embeddings()
+        rows = [self.config.yes_token_id, self.config.no_token_id]
+        weight = head.weight[rows].to(last_hidden.dtype)
+        logits = last_hidden @ weight.T
+        if getattr(head, "bias", None) is not None:
+            logits = logits + head.bias[rows].to(last_hidden.dtype)
+        if self.config.score_type == "yes":
+            return logits[:, 0]
+        return logits[:, 0] - logits[:, 1]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        user_ids: torch.Tensor | None = None,
+        item_ids: torch.Tensor | None = None,
+        history_ids: torch.Tensor | None = None,
+        title_index: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_gates: bool = False,
+        **kwargs,
+    ) -> CCFLLMOutput:
+        embeds, user_gates, item_gates = self.embed_hybrid_prompt(
+            input_ids, user_ids, item_ids, history_ids, title_index
+        )
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        # Positions count real tokens only, so left padding and batching do not change a row's score.
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        hidden = self.backbone.base_model(
+            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
+        last = last_token_index(attention_mask)
+        logits = self.score(hidden[torch.arange(hidden.shape[0], device=hidden.device), last]).float()
+        loss = None
+        if labels is not None:
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        return CCFLLMOutput(
+            loss=loss,
+            logits=logits,
+            user_gates=user_gates if output_gates else None,
+            item_gates=item_gates if output_gates else None,
+        )
+
+    # --- ranking many candidates for one user --------------------------------------------------------
+
+    @torch.no_grad()
+    def rank_candidates(self, prefix: dict, candidates: dict) -> torch.Tensor:
+        """Scores of N candidates that share one prompt prefix, computing the prefix once (KV cache).
+
+        ``prefix`` is one row (history and ``<user>``; see ``CCFLLMProcessor.encode_ranking``), ``candidates``
+        N right-padded suffixes (candidate title, its ``<item>`` and the question). Equals scoring the N
+        full prompts one by one.
+        """
+        decoder = self.backbone.base_model
+        cache_name = (
+            "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+        )
+        prefix_embeds, _, _ = self.embed_hybrid_prompt(
+            prefix["input_ids"],
+            prefix.get("user_ids"),
+            prefix["item_ids"],
+            prefix.get("history_ids"),
+            prefix.get("title_index"),
+        )
+        prefix_length = prefix["input_ids"].shape[1]
+        positions = torch.arange(prefix_length, device=prefix_embeds.device).unsqueeze(0)
+        cache = decoder(inputs_embeds=prefix_embeds, position_ids=positions, use_cache=True)[cache_name]
+        count = candidates["input_ids"].shape[0]
+        cache.batch_repeat_interleave(count)
+        embeds, _, _ = self.embed_hybrid_prompt(
+            candidates["input_ids"], None, candidates["item_ids"], None, candidates.get("title_index")
+        )
+        suffix_mask = candidates["attention_mask"]
+        attention_mask = torch.cat([suffix_mask.new_ones(count, prefix_length), suffix_mask], dim=1)
+        hidden = decoder(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            position_ids=prefix_length + (suffix_mask.cumsum(-1) - 1).clamp(min=0),
+            use_cache=True,
+            **{cache_name: cache},
+        ).last_hidden_state
+        last = last_token_index(suffix_mask)
+        return self.score(hidden[torch.arange(count, device=hidden.device), last]).float()
+
+
+CCFLLMForCTR.register_for_auto_class("AutoModel")
+with contextlib.suppress(ValueError):  # already registered
+    AutoModel.register(CCFLLMConfig, CCFLLMForCTR)

@@ -1,0 +1,74 @@
+"""Train and evaluate one configuration: ``accelerate launch scripts/train.py --config configs/ml1m.yaml``.
+
+Plain ``python scripts/train.py ...`` works too. Settings live in the YAML file; the flags below override
+the ones most often changed from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+import yaml
+
+from ccf_llm.training import ExperimentConfig, run_experiment, summary_table
+
+
+def parse_assignments(assignments: list[str]) -> dict:
+    values = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects KEY=VALUE, got {assignment!r}")
+        values[key.strip()] = yaml.safe_load(value)
+    return values
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="YAML file of ExperimentConfig settings")
+    parser.add_argument("--output-dir", help="where checkpoints, scores and the model folder go")
+    parser.add_argument("--method", help="row name in the results file")
+    parser.add_argument("--fusion", help="gate | scalar_gate | add | concat | cf_only | text_only")
+    parser.add_argument("--cf-dir", help="folder with cf_tables.safetensors")
+    parser.add_argument("--init-from", help="a finished run whose stage-1 LoRA replaces stage 1")
+    parser.add_argument("--max-train-rows", type=int, help="keep the most recent train rows (CPU protocol)")
+    parser.add_argument("--max-eval-rows", type=int, help="keep the first valid/test rows (smoke runs only)")
+    parser.add_argument("--results", help="results JSON to upsert the row into")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other setting (YAML value), repeatable",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run from its checkpoints"
+    )
+    args = parser.parse_args()
+    overrides = {
+        key: getattr(args, key)
+        for key in (
+            "output_dir",
+            "method",
+            "fusion",
+            "cf_dir",
+            "init_from",
+            "max_train_rows",
+            "max_eval_rows",
+            "results",
+        )
+    }
+    overrides.update(parse_assignments(args.set))
+    config = ExperimentConfig.from_yaml(args.config, **overrides)
+    command = shlex.join(["python", "scripts/train.py", *sys.argv[1:]])
+    summary = run_experiment(config, command=command, resume=args.resume)
+    print(
+        f"\n{config.method} ({config.fusion}) — {summary['row']['seconds']} s on {summary['row']['device']}"
+    )
+    print(summary_table(summary).to_string())
+
+
+if __name__ == "__main__":
+    main()

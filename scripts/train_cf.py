@@ -1,0 +1,125 @@
+#!/usr/bin/env python
+"""Train a CF backbone on a CTR split and export its frozen tables for the LLM.
+
+    python scripts/train_cf.py --model mf --bias --data ml1m --out outputs/cf/ml1m/mf_bias
+    python scripts/train_cf.py --model sasrec --data ml1m --out outputs/cf/ml1m/sasrec --grid
+
+Writes ``<out>/cf_tables.safetensors`` + ``cf_config.json`` (see ccf_llm.cf) and, for ML-1M, upserts
+the model's row in results/ml1m.json. With ``--grid`` it trains every combination of the model's
+grid in configs/cf_grid.yaml and keeps the one with the best valid AUC. The logic lives in ccf_llm.cf.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from ccf_llm.cf import DEFAULT_SETTINGS, grid_search, save_cf_tables, train_cf
+from ccf_llm.data import load_split
+from ccf_llm.evaluation import split_metrics, upsert_result
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = {"mf": "MF", "mf_bias": "MF-bias", "lightgcn": "LightGCN", "sasrec": "SASRec", "din": "DIN"}
+ML1M_DIR = ROOT.parent / "shared" / "data" / "ml-1m"
+
+
+def parse_args() -> argparse.Namespace:
+    grid_file = ROOT / "configs" / "cf_grid.yaml"
+    grids = yaml.safe_load(grid_file.read_text()) if grid_file.is_file() else {}
+    epilog = "defaults:\n" + "\n".join(f"  {k}: {v}" for k, v in DEFAULT_SETTINGS.items())
+    epilog += f"\ngrids ({grid_file.relative_to(ROOT)}):\n" + "\n".join(
+        f"  {k}: {v}" for k, v in grids.items()
+    )
+    parser = argparse.ArgumentParser(
+        description=__doc__, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", required=True, choices=["mf", "lightgcn", "sasrec", "din"])
+    parser.add_argument(
+        "--bias", action="store_true", help="MF only: user/item/global biases (method MF-bias)"
+    )
+    parser.add_argument(
+        "--data", default="ml1m", choices=["ml1m", "default"], help="default: RecBole's ml-100k"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, help=f"ML-1M split folder (default {ML1M_DIR} or $CCF_ML1M_DIR)"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for cf_tables.safetensors + cf_config.json"
+    )
+    parser.add_argument("--grid", action="store_true", help="search the model's grid in configs/cf_grid.yaml")
+    parser.add_argument("--grid-file", type=Path, default=grid_file)
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="override settings (YAML values)"
+    )
+    parser.add_argument(
+        "--results", type=Path, default=ROOT / "results" / "ml1m.json", help="ML-1M results file"
+    )
+    parser.add_argument("--no-results", action="store_true", help="do not touch the results file")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (the CPU box has 2 shared cores)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args()
+    if args.bias and args.model != "mf":
+        parser.error("--bias applies to --model mf only")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    name = "mf_bias" if args.bias else args.model
+    overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
+    if args.data == "ml1m":
+        data = load_split(args.data_dir or os.environ.get("CCF_ML1M_DIR") or ML1M_DIR)
+    else:
+        from ccf_llm.data.recbole_default import load_default
+
+        data = load_default()
+
+    start = time.perf_counter()
+    if args.grid:
+        grid = yaml.safe_load(args.grid_file.read_text())[name]
+        run, table = grid_search(
+            name, data, {**DEFAULT_SETTINGS[name], **overrides}, grid, progress=not args.quiet
+        )
+        (args.out / "grid.json").parent.mkdir(parents=True, exist_ok=True)
+        (args.out / "grid.json").write_text(json.dumps(table, indent=2) + "\n")
+    else:
+        run = train_cf(name, data, overrides, progress=not args.quiet)
+    total = time.perf_counter() - start
+    save_cf_tables(run, args.out)
+    print(json.dumps({"model": name, "settings": run.settings, "best_epoch": run.best_epoch,
+                      "valid": run.valid, "test": run.test, "seconds": round(run.seconds, 1),
+                      "total_seconds": round(total, 1), "out": str(args.out)}, indent=2))  # fmt: skip
+
+    if args.data == "ml1m" and not args.no_results:
+        row = {
+            "method": METHODS[name],
+            "backbone": None,
+            "fusion": None,
+            "cf": name,
+            "train_rows": len(data.splits["train"]),
+            "device": f"cpu ({os.cpu_count()} cores, {args.threads} torch threads)",
+            "seconds": round(run.seconds, 1),
+            "command": shlex.join(["python", "scripts/train_cf.py", *sys.argv[1:]]),
+            "valid": split_metrics(run.valid, "valid"),
+            "test": split_metrics(run.test, "test"),
+            "settings": run.settings,
+            "best_epoch": run.best_epoch,
+        }
+        if args.grid:
+            row["grid_seconds"] = round(total, 1)
+        upsert_result(args.results, row, dataset="ml-1m")
+
+
+if __name__ == "__main__":
+    main()

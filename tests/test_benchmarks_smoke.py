@@ -1,0 +1,38 @@
+"""Every benchmark runs end to end on a tiny random backbone (``--tiny``) and reports a positive ratio.
+
+The scripts run in this process (their ``main(argv)``), so torch/transformers/peft are imported once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import eval_throughput, memory, ranking, train_throughput
+
+
+@pytest.mark.parametrize(
+    ("module", "extra"),
+    [(train_throughput, ["--levers"]), (eval_throughput, []), (ranking, ["--candidates", "8"])],
+    ids=["train_throughput", "eval_throughput", "ranking"],
+)
+def test_benchmark_tiny(module, extra: list[str], tmp_path: Path, capsys) -> None:
+    record = module.main(["--tiny", "--out", str(tmp_path), *extra])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["ratio"] == record["ratio"] > 0
+    written = json.loads(next(tmp_path.glob(f"{record['name']}_tiny_*.json")).read_text())
+    assert written["ratio"] > 0 and written["versions"]["torch"] == torch.__version__
+    if module is ranking:
+        assert record["scores_equal"], record["max_abs_score_difference"]
+
+
+def test_memory_tiny(tmp_path: Path, capsys) -> None:
+    record = memory.main(["--tiny", "--out", str(tmp_path)])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == record
+    if torch.cuda.is_available():
+        assert record["ratio"] > 0 and record["peak_gib"]["ours_stage1"] > 0
+    else:
+        assert record["skipped"] == "no GPU"

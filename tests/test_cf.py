@@ -1,0 +1,114 @@
+"""CF backbones on a tiny generated data set: they overfit it, are deterministic, and export tables."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from datasets import DatasetDict
+
+from ccf_llm.cf import encode_splits, load_cf_tables, save_cf_tables, train_cf
+from ccf_llm.data import CTRData
+from ccf_llm.data.schema import frame_to_dataset
+
+N_USERS, N_ITEMS = 12, 18
+FAST = {"dim": 16, "lr": 0.05, "weight_decay": 0.0, "batch_size": 256, "max_epochs": 30, "patience": 30}
+SETTINGS = {
+    "mf": FAST,
+    "mf_bias": FAST,
+    "lightgcn": FAST,
+    "sasrec": {**FAST, "history_len": 6, "dropout": 0.0},
+    "din": {**FAST, "history_len": 6},
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The CI box has 2 shared cores: tiny models only lose time to a second thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> CTRData:
+    """Users like exactly the items of their own parity; every user rates every item in random order."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for user in range(1, N_USERS):
+        liked = [0]
+        for step, item in enumerate(rng.permutation(np.arange(1, N_ITEMS))):
+            label = int(user % 2 == item % 2)
+            rows.append((user, int(item), label, step, list(liked), f"item {item}", 1))
+            liked += [int(item)] * label
+    frame = pd.DataFrame(rows, columns=["uid", "iid", "label", "timestamp", "his", "title", "not_cold"])
+    split = frame_to_dataset(frame)  # train = valid = test: the test is about fitting, not generalising
+    items = {i: f"item {i}" for i in range(1, N_ITEMS)}
+    return CTRData(splits=DatasetDict(train=split, valid=split, test=split), items=items, name="tiny")
+
+
+@pytest.fixture(scope="module")
+def runs(tiny):
+    """Every backbone trained on the tiny data."""
+    return {key: train_cf(key, tiny, settings, progress=False) for key, settings in SETTINGS.items()}
+
+
+@pytest.mark.parametrize("key", list(SETTINGS))
+def test_overfits_tiny_data(runs, key):
+    run = runs[key]
+    assert run.valid["auc"] > 0.95, run.curve
+    assert run.valid["uauc"] > 0.95
+    assert run.settings["lr"] == 0.05 and run.best_epoch <= run.epochs
+
+
+@pytest.mark.parametrize("key", list(SETTINGS))
+def test_deterministic_with_fixed_seed(tiny, key):
+    short = {**SETTINGS[key], "max_epochs": 3}
+    first, second = (train_cf(key, tiny, short, progress=False) for _ in range(2))
+    assert first.curve == second.curve
+    tables = [run.model.export_tables(run.user_history) for run in (first, second)]
+    assert all(torch.equal(a, b) for a, b in zip(*tables, strict=True))
+
+
+@pytest.mark.parametrize("key", list(SETTINGS))
+def test_tables_round_trip(runs, key, tmp_path):
+    run = runs[key]
+    save_cf_tables(run, tmp_path)
+    user, item, config = load_cf_tables(tmp_path)
+    expected_user, expected_item = run.model.export_tables(run.user_history)
+    assert user.dtype == item.dtype == torch.float32
+    assert torch.equal(user, expected_user) and torch.equal(item, expected_item)
+    assert user.shape[0] == config["n_users"] == N_USERS and item.shape[0] == config["n_items"] == N_ITEMS
+    assert config["model"] == run.name and config["valid"]["auc"] == run.valid["auc"]
+    width = {"mf_bias": 18, "din": 32}.get(key, 16)  # MF+bias: [p, b, 1]; DIN: two tables side by side
+    assert config["dim"] == user.shape[1] == item.shape[1] == width
+
+
+@pytest.mark.parametrize("key", ["mf", "mf_bias", "lightgcn", "sasrec"])
+def test_exported_dot_product_is_the_logit(runs, tiny, key):
+    run = runs[key]
+    splits = encode_splits(tiny, run.model.history_len)
+    user, item = run.model.export_tables(run.user_history)
+    rows = splits.train
+    rows = {**rows, "his": run.user_history[rows["uid"]]}  # score with the exported history
+    run.model.eval()
+    with torch.no_grad():
+        logits = run.model(rows)
+    np.testing.assert_allclose((user[rows["uid"]] * item[rows["iid"]]).sum(-1), logits, rtol=1e-4, atol=1e-4)
+    assert not user[0].any() or key == "sasrec"  # padding row
+
+
+def test_user_history_is_train_only(tiny):
+    splits = encode_splits(tiny, 4)
+    frame = tiny.splits["train"].to_pandas()
+    last = frame[frame.uid == 3].iloc[-1]
+    liked = [i for i in last["his"] if i] + ([int(last["iid"])] if last["label"] else [])
+    assert splits.user_history[3].tolist() == liked[-4:]
+    assert not splits.user_history[0].any()
+
+
+def test_unknown_model_and_missing_tables(tiny, tmp_path):
+    with pytest.raises(ValueError, match="unknown CF model"):
+        train_cf("ncf", tiny)
+    with pytest.raises(FileNotFoundError, match="cf_tables"):
+        load_cf_tables(tmp_path)

@@ -1,0 +1,71 @@
+"""scripts/prepare_data.py: thin CLI over load_source that prints the summary and saves the parquet layout."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from ccf_llm.data import load_split
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "prepare_data.py"
+
+
+@pytest.fixture(scope="module")
+def prepare_data():
+    spec = importlib.util.spec_from_file_location("prepare_data", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_movielens_source_prints_summary_and_saves(
+    prepare_data, raw_files, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    stamps = [946857600, 949536000, 952041600]  # Jan, Feb, Mar 2000 (UTC)
+    folder = raw_files.ml1m(
+        [(1, 10, 5, stamps[0]), (1, 20, 2, stamps[1]), (2, 10, 4, stamps[2])],
+        {10: "A (1995)", 20: "B (1996)"},
+        [1, 2],
+    )
+    out = tmp_path / "out"
+    assert (
+        prepare_data.main(
+            [
+                "--source",
+                "movielens",
+                "--path",
+                str(folder),
+                "--out",
+                str(out),
+                "--max-history",
+                "3",
+                "--train-months",
+                "0",
+                "0",
+                "--valid-months",
+                "1",
+                "1",
+                "--test-months",
+                "2",
+                "2",
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "split  rows  users  items  positive_rate  warm_rate" in printed
+    assert f"saved to {out}" in printed
+    saved = load_split(out)
+    assert saved.splits["train"].num_rows == 1 and saved.items == {1: "A (1995)", 2: "B (1996)"}
+    assert saved.users["user_id"].tolist() == [1, 2]
+
+
+def test_errors_are_reported_without_traceback(
+    prepare_data, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert prepare_data.main(["--source", "movielens", "--path", str(tmp_path / "absent")]) == 2
+    assert "error: " in capsys.readouterr().err
+    assert prepare_data.main(["--source", "amazon"]) == 2
+    assert "needs both reviews and meta" in capsys.readouterr().err

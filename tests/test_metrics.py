@@ -1,0 +1,111 @@
+"""CTR metrics against hand-computed cases, the evaluate module, and the results file."""
+
+import json
+import math
+
+import evaluate
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from ccf_llm.evaluation import split_metrics, upsert_result
+from ccf_llm.metrics import CTR_AUC_PATH, ctr_metrics, per_user_auc
+
+# user 1: AUC 3/4; user 2: a tie, AUC 1/2; user 3: one row (skipped); user 4: one class (skipped).
+USERS = [1, 1, 1, 1, 2, 2, 3, 4, 4]
+LABELS = [1, 0, 1, 0, 1, 0, 1, 0, 0]
+SCORES = [0.9, 0.8, 0.3, 0.1, 0.2, 0.2, 0.5, 0.4, 0.6]
+WARM = [1, 1, 1, 1, 0, 0, 0, 0, 0]
+
+
+def test_hand_computed_case():
+    result = ctr_metrics(LABELS, SCORES, USERS, not_cold=WARM)
+    # positives .9 .3 .2 .5 vs negatives .8 .1 .2 .4 .6: 5 + 2 + 1.5 + 3 = 11.5 of 20 pairs
+    assert result["auc"] == pytest.approx(11.5 / 20)
+    assert result["uauc"] == pytest.approx((0.75 + 0.5) / 2)
+    assert result["n_users_uauc"] == 2
+    assert result["auc_warm"] == pytest.approx(0.75)
+    # cold: positives .2 .5 vs negatives .2 .4 .6: 0.5 + 2 = 2.5 of 6 pairs
+    assert result["auc_cold"] == pytest.approx(2.5 / 6)
+
+
+def test_skipped_users_and_single_class_subsets():
+    users = per_user_auc(LABELS, SCORES, USERS)
+    assert users.to_dict() == {1: 0.75, 2: 0.5}
+    result = ctr_metrics([1, 0, 1], [0.3, 0.2, 0.1], [1, 1, 2], not_cold=[1, 1, 0])
+    assert math.isnan(result["auc_cold"])  # the cold subset holds only a positive
+    assert result["n_users_uauc"] == 1
+    assert "auc_warm" not in ctr_metrics([1, 0], [0.3, 0.2], [1, 1])
+    single = ctr_metrics([1, 1], [0.3, 0.2], [1, 2])
+    assert math.isnan(single["auc"]) and math.isnan(single["uauc"]) and single["n_users_uauc"] == 0
+
+
+def test_per_user_auc_matches_sklearn_loop():
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 40, 600)
+    labels = rng.integers(0, 2, 600)
+    scores = rng.integers(0, 5, 600) / 4  # many ties
+    expected = {}
+    for user in np.unique(users):
+        rows = users == user
+        if rows.sum() > 1 and 0 < labels[rows].sum() < rows.sum():
+            expected[user] = roc_auc_score(labels[rows], scores[rows])
+    got = per_user_auc(labels, scores, users)
+    assert sorted(got.index) == sorted(expected)
+    np.testing.assert_allclose(got.loc[list(expected)].to_numpy(), list(expected.values()))
+    assert ctr_metrics(labels, scores, users)["uauc"] == pytest.approx(np.mean(list(expected.values())))
+
+
+@pytest.mark.parametrize(
+    ("labels", "scores", "users", "message"),
+    [
+        ([1, 0], [0.1, 0.2, 0.3], [1, 1], "differ in length"),
+        ([1, 0], [0.1, float("nan")], [1, 1], "NaN"),
+        ([1, 2], [0.1, 0.2], [1, 1], "0 or 1"),
+        ([], [], [], "no rows"),
+    ],
+)
+def test_bad_inputs(labels, scores, users, message):
+    with pytest.raises(ValueError, match=message):
+        ctr_metrics(labels, scores, users)
+
+
+def test_evaluate_module_matches_library():
+    metric = evaluate.load(CTR_AUC_PATH)
+    assert metric.compute(predictions=SCORES, references=LABELS, user_ids=USERS) == pytest.approx(
+        ctr_metrics(LABELS, SCORES, USERS)
+    )
+    warm_cold = evaluate.load(CTR_AUC_PATH, "warm_cold")
+    for start in range(0, len(LABELS), 4):  # batched input gives the same numbers
+        stop = start + 4
+        warm_cold.add_batch(
+            predictions=SCORES[start:stop], references=LABELS[start:stop],
+            user_ids=USERS[start:stop], not_cold=WARM[start:stop],
+        )  # fmt: skip
+    assert warm_cold.compute() == pytest.approx(ctr_metrics(LABELS, SCORES, USERS, not_cold=WARM))
+
+
+def _row(method: str, auc: float) -> dict:
+    metrics = {"auc": auc, "uauc": 0.6, "auc_warm": 0.7, "auc_cold": float("nan")}
+    return {
+        "method": method, "backbone": None, "fusion": None, "cf": method.lower(), "train_rows": 10,
+        "device": "cpu", "seconds": 1.0, "command": "x",
+        "valid": split_metrics(metrics, "valid"), "test": split_metrics(metrics, "test"),
+    }  # fmt: skip
+
+
+def test_upsert_result_replaces_by_method(tmp_path):
+    path = tmp_path / "results" / "ml1m.json"
+    upsert_result(path, _row("MF", 0.61))
+    upsert_result(path, _row("DIN", 0.7))
+    upsert_result(path, _row("MF", 0.65))
+    content = json.loads(path.read_text())
+    assert content["dataset"] == "ml-1m" and content["protocol"] == "collm"
+    assert [row["method"] for row in content["rows"]] == ["MF", "DIN"]
+    assert content["rows"][0]["test"] == {"auc": 0.65, "uauc": 0.6, "auc_warm": 0.7, "auc_cold": None}
+    assert content["rows"][0]["valid"] == {"auc": 0.65, "uauc": 0.6}
+    assert [p.name for p in path.parent.iterdir()] == ["ml1m.json"]  # no temporary file left
+    with pytest.raises(ValueError, match="misses"):
+        upsert_result(path, {"method": "MF"})
+    with pytest.raises(ValueError, match="dataset"):
+        upsert_result(path, _row("MF", 0.6), dataset="amazon-book")

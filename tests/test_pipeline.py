@@ -1,0 +1,229 @@
+"""The CCF-LLM pipeline in-process: title resolution, fallbacks, the widget's text, ranking (tiny random model)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pipeline_ccf
+from ccf_llm.testing import make_tiny
+from modeling_ccf import CCFLLMForCTR
+from pipeline_ccf import INPUT_FORMAT, CCFLLMPipeline, TitleResolver, parse_widget_text
+from processing_ccf import CCFLLMProcessor
+
+HISTORY = [1, "Fargo (1996)"]
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory) -> Iterator[CCFLLMPipeline]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: thread hand-offs cost ~50x the work on a busy 2-core machine
+    folder = make_tiny(tmp_path_factory.mktemp("tiny") / "model")
+    model = CCFLLMForCTR.from_pretrained(folder, dtype=torch.float32)
+    yield CCFLLMPipeline(model=model, processor=CCFLLMProcessor.from_pretrained(folder), device="cpu")
+    torch.set_num_threads(threads)
+
+
+def yes(result: list[dict]) -> float:
+    assert [row["label"] for row in result] == ["Yes", "No"]
+    assert result[0]["score"] + result[1]["score"] == pytest.approx(1)
+    return result[0]["score"]
+
+
+# --- titles ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("title", "expected"),
+    [
+        ("Heat (1995)", 2),  # exact
+        ("heat (1995)", 2),  # case
+        ("  HEAT ", 2),  # case, spaces, no year
+        ("Heat (2001)", 2),  # wrong year
+        ("Matrix, The (1999)", 4),  # trailing article (MovieLens style) vs the catalog's leading one
+        ("the matrix", 4),
+        ("Matrix", 4),
+        ("Heatwave", None),
+        ("(1995)", None),
+    ],
+)
+def test_title_resolution_on_tiny_catalog(pipe: CCFLLMPipeline, title: str, expected: int | None) -> None:
+    assert pipe.titles.resolve(title) == expected
+
+
+def test_title_resolution_movielens_style() -> None:
+    resolver = TitleResolver(
+        {
+            10: "Matrix, The (1999)",
+            11: "City of Lost Children, The (Cité des enfants perdus, La) (1995)",
+            12: "Haine, La (1995)",
+            13: "Heat (1995)",
+            14: "Heat (1986)",
+        }
+    )
+    assert resolver.resolve("The Matrix (1999)") == 10
+    assert resolver.resolve("the city of lost children") == 11
+    assert resolver.resolve("La Haine") == 12
+    assert resolver.resolve("heat (1986)") == 14  # the year picks between remakes
+    with pytest.warns(UserWarning, match="matches catalog items"):
+        assert resolver.resolve("Heat") == 13
+
+
+# --- unknown users and items ---------------------------------------------------------------------------
+
+
+def test_unknown_user_scores_as_history_only(pipe: CCFLLMPipeline) -> None:
+    with pytest.warns(UserWarning, match="unknown user 999"):
+        unknown = yes(pipe({"user_id": 999, "history": HISTORY, "candidate": 2}))
+    assert unknown == pytest.approx(yes(pipe({"user_id": 0, "history": HISTORY, "candidate": 2})), abs=1e-6)
+    assert unknown != pytest.approx(yes(pipe({"user_id": 3, "history": HISTORY, "candidate": 2})), abs=1e-6)
+
+
+def test_unknown_title_is_a_text_only_item(pipe: CCFLLMPipeline) -> None:
+    with pytest.warns(UserWarning, match="not in the item catalog"):
+        yes(pipe({"history": ["An Unheard-of Film (2031)"], "candidate": "Another One"}))
+    with pytest.warns(UserWarning, match="not in the item catalog"):
+        ranking = pipe({"history": HISTORY, "candidates": ["Another One", "Heat"]})
+    assert {(row["item"], row["item_id"]) for row in ranking} == {("Another One", 0), ("Heat (1995)", 2)}
+
+
+def test_unknown_ids_are_dropped_from_history_or_scored_as_text(pipe: CCFLLMPipeline) -> None:
+    with pytest.warns(UserWarning, match="unknown item id 99: left out"):
+        with_unknown = yes(pipe({"user_id": 2, "history": [1, 99, 3], "candidate": 2}))
+    assert with_unknown == pytest.approx(
+        yes(pipe({"user_id": 2, "history": [1, 3], "candidate": 2})), abs=1e-6
+    )
+    with pytest.warns(UserWarning, match="unknown item id 99: scored as text-only"):
+        ranking = pipe({"history": [1], "candidates": [99, 2]})
+    assert ("item 99", 0) in {(row["item"], row["item_id"]) for row in ranking}
+
+
+# --- inputs --------------------------------------------------------------------------------------------
+
+
+def test_widget_text_parsing() -> None:
+    assert parse_widget_text("history: Toy Story (1995); Fargo (1996) | candidate: Heat (1995)") == {
+        "history": ["Toy Story (1995)", "Fargo (1996)"],
+        "candidate": "Heat (1995)",
+    }
+    assert parse_widget_text(" USER : 12 |Candidates: A; B ;; C ") == {
+        "user_id": 12,
+        "candidates": ["A", "B", "C"],
+    }
+    assert parse_widget_text("candidate: Star Wars: Episode IV - A New Hope (1977)") == {
+        "candidate": "Star Wars: Episode IV - A New Hope (1977)"
+    }
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Heat (1995)", "candidate: A | candidate: B", "user: twelve | candidate: A", "history: A |", "\ud800"],
+)
+def test_widget_text_errors_name_the_format(text: str) -> None:
+    with pytest.raises(ValueError, match="expected text like") as err:
+        parse_widget_text(text)
+    assert INPUT_FORMAT in str(err.value)
+
+
+def test_text_dict_and_list_inputs_agree(pipe: CCFLLMPipeline) -> None:
+    text = "user: 2 | history: toy story; Fargo (1996) | candidate: the matrix"
+    from_dict = pipe({"user_id": 2, "history": [1, 3], "candidate": 4})
+    assert pipe(text) == from_dict
+    assert pipe([text, {"user_id": 2, "history": [1, 3], "candidate": 4}]) == [from_dict, from_dict]
+    assert pipe([]) == []
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        3,
+        {"history": [1]},
+        {"candidate": 1, "candidates": [2]},
+        {"candidate": 1, "rating": 5},
+        {"candidate": True},
+        {"candidate": [1, 2]},
+        {"candidates": []},
+        {"candidate": " "},
+        {"user_id": "12", "candidate": 1},
+        "history: Heat",
+    ],
+)
+def test_bad_inputs_raise_value_error_with_format(pipe: CCFLLMPipeline, inputs) -> None:
+    with pytest.raises(ValueError, match="expected text like"):
+        pipe(inputs)
+
+
+def test_bad_parameters(pipe: CCFLLMPipeline) -> None:
+    for parameters in ({"top_k": 0}, {"top_k": "3"}, {"temperature": 1.0}, {"batch_size": 4}):
+        with pytest.raises(ValueError):
+            pipe({"candidates": [1, 2]}, **parameters)
+
+
+ALPHABET = st.sampled_from(list("|;:() 1aHe\u00e9\n")) | st.characters()
+NEAR_VALID = st.lists(
+    st.tuples(
+        st.sampled_from(["user", "history", "candidate", "candidates", "User", "item", ""]),
+        st.text(ALPHABET, max_size=25),
+    ),
+    min_size=1,
+    max_size=4,
+).map(lambda parts: " | ".join(f"{key}: {value}" for key, value in parts))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60) | NEAR_VALID)
+def test_any_string_scores_or_names_the_format(pipe: CCFLLMPipeline, text: str) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = pipe(text)
+    except ValueError as err:
+        assert INPUT_FORMAT in str(err)
+        return
+    assert isinstance(result, list) and result
+    assert all(0 <= row["score"] <= 1 for row in result)
+
+
+# --- ranking -------------------------------------------------------------------------------------------
+
+
+def test_ranking_equals_one_by_one_scores(pipe: CCFLLMPipeline) -> None:
+    candidates = [2, "The Matrix", 5, "Casablanca (1942)", 6]
+    request = {"user_id": 3, "history": [1, "Fargo", 7]}
+    ranking = pipe({**request, "candidates": candidates})
+    singles = {pipe.request({**request, "candidate": item}).candidates[0]: item for item in candidates}
+    assert len(ranking) == len(candidates)
+    assert [row["score"] for row in ranking] == sorted((row["score"] for row in ranking), reverse=True)
+    for row in ranking:
+        one = yes(pipe({**request, "candidate": singles[row["item_id"]]}))
+        assert row["score"] == pytest.approx(one, abs=1e-4)
+    assert pipe({**request, "candidates": candidates}, top_k=2) == ranking[:2]
+
+
+def test_processor_files_are_fetched_from_a_hub_repository(pipe: CCFLLMPipeline, monkeypatch) -> None:
+    folder = Path(pipe.model.name_or_path)
+    fetched = []
+
+    def cached_file(repo: str, name: str, revision: str | None = None, **options) -> str | None:
+        assert (repo, revision) == ("org/ccf-llm", "abc123")
+        fetched.append(name)
+        if (folder / name).is_file():
+            return str(folder / name)
+        if options.get("_raise_exceptions_for_missing_entries", True):
+            raise OSError(f"{name} not in the repository")
+        return None
+
+    monkeypatch.setattr(pipeline_ccf, "cached_file", cached_file)
+    hub_model = SimpleNamespace(name_or_path="org/ccf-llm", config=SimpleNamespace(_commit_hash="abc123"))
+    processor = pipeline_ccf.load_processor(hub_model)
+    assert processor.catalog == pipe.processor.catalog
+    assert {"ccf_processor.json", "item_catalog.json", "tokenizer.json", "tokenizer_config.json"} <= set(
+        fetched
+    )
