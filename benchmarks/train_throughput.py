@@ -59,7 +59,7 @@ def plain_step(model: torch.nn.Module, amp: bool) -> Callable[[dict], torch.Tens
 def main(argv: list[str] | None = None) -> dict:
     args = common.parser(__doc__.splitlines()[0])
     args.add_argument("--batch-size", type=int, help="default: 8 on CPU, 64 (smollm2) / 16 (llama7b) on GPU")
-    args.add_argument("--steps", type=int, help="timed steps per variant (default: 8 on CPU, 10 on GPU)")
+    args.add_argument("--steps", type=int, help="timed steps per variant (default: 6 on CPU, 10 on GPU)")
     args.add_argument(
         "--warmup", type=int, default=1, help="untimed CPU steps (GPU: one pass over all batches)"
     )
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     batch_size = args.batch_size or (
         2 if args.tiny else (64 if args.backbone == "smollm2" else 16) if cuda else 8
     )
-    steps = args.steps or (2 if args.tiny else 10 if cuda else 8)
+    steps = args.steps or (2 if args.tiny else 10 if cuda else 6)
     grad_ckpt = args.grad_ckpt or (args.backbone == "llama7b" and not args.tiny)
 
     tokenizer = common.load_tokenizer(args)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from configuration_ccf import CCFLLMConfig
 from modeling_ccf import CCFLLMForCTR
@@ -30,23 +38,50 @@ def smollm2_gguf() -> Path:
     return Path(spec.origin).parent / SMOLLM2_FILE
 
 
+def gguf_cache_dir(gguf: Path) -> Path:
+    """Where the de-quantized copy of a GGUF file is kept (``$CCF_CACHE`` or ``~/.cache/ccf_llm``)."""
+    root = Path(os.environ.get("CCF_CACHE", Path.home() / ".cache" / "ccf_llm"))
+    stat = gguf.stat()
+    return root / f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+
+
 def load_backbone(
     source: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A causal LM and its tokenizer from a local HF folder or a ``.gguf`` file (default: embedded SmolLM2)."""
+    """A causal LM and its tokenizer from a local HF folder or a ``.gguf`` file (default: embedded SmolLM2).
+
+    De-quantizing a GGUF file takes about a minute on 2 CPU cores, so the first load also writes an HF
+    (safetensors) copy to :func:`gguf_cache_dir`, and later loads read that copy.
+    """
     path = Path(source) if source is not None else smollm2_gguf()
     if not path.exists():
         raise FileNotFoundError(
             f"backbone {path} not found (expected a local HF model folder or a .gguf file)"
         )
-    if path.suffix == ".gguf":
-        kwargs = {"gguf_file": path.name}
-        path = path.parent
-    else:
-        kwargs = {}
-    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
-    return model, tokenizer
+    if path.suffix != ".gguf":
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype), AutoTokenizer.from_pretrained(path)
+    cache = gguf_cache_dir(path)
+    if (cache / "config.json").is_file():
+        return AutoModelForCausalLM.from_pretrained(cache, dtype=dtype), AutoTokenizer.from_pretrained(cache)
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    # The de-quantized weights are plain tensors; a model built from the config (without the GGUF
+    # quantization marker, which blocks saving) holds them for the copy.
+    config = {key: value for key, value in model.config.to_dict().items() if key != "quantization_config"}
+    plain = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config))
+    plain.load_state_dict(model.state_dict())
+    with tempfile.TemporaryDirectory(dir=_writable_parent(cache)) as staging:
+        plain.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        with contextlib.suppress(OSError):  # another process may have finished the same copy first
+            os.replace(staging, cache)
+            os.makedirs(staging)  # TemporaryDirectory removes its (now moved) folder on exit
+    return plain.to(dtype), tokenizer
+
+
+def _writable_parent(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.parent
 
 
 def build_model(

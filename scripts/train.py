@@ -34,7 +34,6 @@ def main() -> None:
     parser.add_argument("--cf-dir", help="folder with cf_tables.safetensors")
     parser.add_argument("--init-from", help="a finished run whose stage-1 LoRA replaces stage 1")
     parser.add_argument("--max-train-rows", type=int, help="keep the most recent train rows (CPU protocol)")
-    parser.add_argument("--max-eval-rows", type=int, help="keep the first valid/test rows (smoke runs only)")
     parser.add_argument("--results", help="results JSON to upsert the row into")
     parser.add_argument(
         "--set",
@@ -56,7 +55,6 @@ def main() -> None:
             "cf_dir",
             "init_from",
             "max_train_rows",
-            "max_eval_rows",
             "results",
         )
     }

@@ -6,6 +6,8 @@ The graph is the user-item bipartite graph of the *positive* training rows, symm
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
@@ -21,7 +23,10 @@ def normalized_adjacency(users: Tensor, items: Tensor, n_users: int, n_items: in
     degree = torch.bincount(rows, minlength=size).float()
     inv_sqrt = degree.pow(-0.5).masked_fill(degree == 0, 0.0)
     values = inv_sqrt[rows] * inv_sqrt[cols]
-    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (size, size)).coalesce().to_sparse_csr()
+    graph = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (size, size), check_invariants=True)
+    with warnings.catch_warnings():  # CSR is "beta" in torch, and ~30 % faster than COO here on CPU
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return graph.coalesce().to_sparse_csr()
 
 
 class LightGCN(CFModel):

@@ -2,8 +2,9 @@
 
 CoLLM's MF has no biases and N(0, 1) initial embeddings (``nn.Embedding``'s default); with that init
 the logits start huge and the model needs hundreds of epochs before weight decay shrinks them enough to
-learn. ``init_std`` keeps the shape but starts small, which learns in tens of epochs. Biases carry item
-popularity, which on ML-1M alone reaches test AUC .71.
+learn. ``init_std`` keeps the shape but starts small, which learns in tens of epochs (on ML-1M, 0.01
+also gives the best valid AUC: rows of items never seen in training stay near zero instead of adding
+noise to cold rows). Biases carry item popularity, which on ML-1M alone reaches test AUC .71.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from .base import Batch, CFModel
 class MF(CFModel):
     """logit = p_u . q_i (+ b_u + b_i + b_0 with ``bias=True``)."""
 
-    def __init__(self, n_users: int, n_items: int, dim: int = 256, bias: bool = False, init_std: float = 0.1):
+    def __init__(
+        self, n_users: int, n_items: int, dim: int = 256, bias: bool = False, init_std: float = 0.01
+    ):
         super().__init__()
         self.bias = bias
         self.user_embedding = nn.Embedding(n_users, dim, padding_idx=0)

@@ -3,34 +3,48 @@ the row's recent history, dotted with the target item's embedding.
 
 Shapes follow CoLLM's ML-1M model: 64 hidden units, 2 blocks, 1 head, dropout 0.2, 25 history items,
 pre-norm queries, point-wise feed-forward, causal mask and zeroed padding (no key-padding mask: rows
-with an empty history would otherwise attend to nothing).
+with an empty history would otherwise attend to nothing). Only the last position is read, so the last
+block computes its queries and feed-forward for that position alone (same result, ~30 % less work on CPU).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import Batch, CFModel
 
 
 class SASRecBlock(nn.Module):
-    """One CoLLM/pmixer SASRec block: x = LN(x) + Attn(LN(x), x); x = FFN(LN(x)) + LN(x)."""
+    """One CoLLM/pmixer SASRec block: q = LN(x); x = q + Attn(q, x); x = LN(x); x = x + FFN(x)."""
 
     def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
+        self.heads, self.dropout = heads, dropout
         self.attention_norm = nn.LayerNorm(dim, eps=1e-8)
-        self.attention = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.query = nn.Linear(dim, dim)
+        self.key_value = nn.Linear(dim, 2 * dim)
+        self.attention_out = nn.Linear(dim, dim)
         self.forward_norm = nn.LayerNorm(dim, eps=1e-8)
         self.feed_forward = nn.Sequential(
             nn.Linear(dim, dim), nn.Dropout(dropout), nn.ReLU(), nn.Linear(dim, dim), nn.Dropout(dropout)
         )
 
-    def forward(self, x: Tensor, causal: Tensor, keep: Tensor) -> Tensor:
-        query = self.attention_norm(x)
-        x = query + self.attention(query, x, x, attn_mask=causal, need_weights=False)[0]
+    def attend(self, query: Tensor, x: Tensor, visible: Tensor | None) -> Tensor:
+        """Multi-head attention of ``query`` [B, Q, d] over ``x`` [B, T, d]; ``visible`` [Q, T] or None (all)."""
+        (batch, length, dim), heads = x.shape, self.heads
+        q = self.query(query).view(batch, -1, heads, dim // heads).transpose(1, 2)
+        k, v = self.key_value(x).view(batch, length, 2, heads, dim // heads).permute(2, 0, 3, 1, 4)
+        dropout = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=visible, dropout_p=dropout)
+        return self.attention_out(out.transpose(1, 2).reshape(batch, -1, dim))
+
+    def forward(self, x: Tensor, visible: Tensor, keep: Tensor, last_only: bool = False) -> Tensor:
+        query = self.attention_norm(x[:, -1:] if last_only else x)
+        x = query + self.attend(query, x, None if last_only else visible)  # the last position sees all
         x = self.forward_norm(x)
-        return (x + self.feed_forward(x)) * keep
+        return (x + self.feed_forward(x)) * (keep[:, -1:] if last_only else keep)
 
 
 class SASRec(CFModel):
@@ -49,20 +63,25 @@ class SASRec(CFModel):
         super().__init__()
         self.history_len = history_len
         self.item_embedding = nn.Embedding(n_items, dim, padding_idx=0)
+        # std dim^-1/2: the scaled input (x sqrt(dim)) has unit entries and the initial logits (a unit-entry
+        # state dotted with a target row) are O(1); nn.Embedding's N(0, 1) starts them at ~+-8 and the
+        # model then spends many epochs unlearning that, as CoLLM's N(0, 1) MF does.
+        nn.init.normal_(self.item_embedding.weight, std=dim**-0.5)
+        self.item_embedding.weight.data[0] = 0
         self.position_embedding = nn.Embedding(history_len, dim)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(SASRecBlock(dim, heads, dropout) for _ in range(blocks))
         self.last_norm = nn.LayerNorm(dim, eps=1e-8)
-        causal = ~torch.tril(torch.ones(history_len, history_len, dtype=torch.bool))
-        self.register_buffer("causal", causal, persistent=False)
+        visible = torch.tril(torch.ones(history_len, history_len, dtype=torch.bool))
+        self.register_buffer("visible", visible, persistent=False)
 
     def encode(self, his: Tensor) -> Tensor:
         """[B, L] item ids (left-padded) -> [B, dim] state at the last position."""
         keep = (his != 0).unsqueeze(-1).float()
         x = self.item_embedding(his) * self.item_embedding.embedding_dim**0.5
         x = self.dropout(x + self.position_embedding.weight) * keep
-        for block in self.blocks:
-            x = block(x, self.causal, keep)
+        for i, block in enumerate(self.blocks):
+            x = block(x, self.visible, keep, last_only=i == len(self.blocks) - 1)
         return self.last_norm(x[:, -1])
 
     def forward(self, batch: Batch) -> Tensor:

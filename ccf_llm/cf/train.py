@@ -44,8 +44,8 @@ MODELS: dict[str, type[CFModel]] = {
 }
 # Settings chosen on the ML-1M valid split (configs/cf_grid.yaml); explicit settings override them.
 DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
-    "mf": {"dim": 256, "lr": 1e-3, "weight_decay": 1e-4},
-    "mf_bias": {"dim": 64, "bias": True, "lr": 1e-3, "weight_decay": 1e-4},
+    "mf": {"dim": 256, "init_std": 0.01, "lr": 1e-3, "weight_decay": 1e-4},
+    "mf_bias": {"dim": 64, "bias": True, "init_std": 0.1, "lr": 1e-3, "weight_decay": 1e-4},
     "lightgcn": {"dim": 64, "layers": 2, "lr": 1e-2, "weight_decay": 1e-4},
     "sasrec": {"dim": 64, "history_len": 25, "lr": 1e-3, "weight_decay": 1e-4},
     "din": {"dim": 32, "history_len": 10, "lr": 1e-3, "weight_decay": 1e-5},

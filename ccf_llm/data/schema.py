@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from datasets import Dataset, DatasetDict
@@ -109,15 +110,57 @@ def load_split(path: str | os.PathLike) -> CTRData:
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"{root}: split folder not found (expected train/valid/test/items.parquet inside)")
+    items_frame = _read_parquet(root / "items.parquet", ("iid", "title"))
+    _check_ids(items_frame, "iid", root / "items.parquet", "a unique item id >= 1")
+    if items_frame["iid"].duplicated().any() or items_frame["title"].isna().any():
+        raise DataError(f"{root / 'items.parquet'}: duplicate item ids or missing titles")
     splits = {}
     for split in SPLITS:
         frame = _read_parquet(root / f"{split}.parquet", ROW_COLUMNS)
-        if frame[["uid", "iid", "label"]].isna().any().any():
-            raise DataError(f"{root / f'{split}.parquet'}: null values in uid/iid/label")
+        check_rows(frame, root / f"{split}.parquet", set(items_frame["iid"].astype("int64")))
         splits[split] = frame_to_dataset(frame)
-    items_frame = _read_parquet(root / "items.parquet", ("iid", "title"))
     items = {
         int(iid): str(title) for iid, title in zip(items_frame["iid"], items_frame["title"], strict=True)
     }
     users = pd.read_parquet(root / "users.parquet") if (root / "users.parquet").is_file() else None
     return CTRData(splits=DatasetDict(splits), items=items, users=users, name=root.name)
+
+
+def _fail_at(path: Path, frame: pd.DataFrame, bad: pd.Series, column: str, expected: str) -> None:
+    """Raise for the first flagged row, naming its (0-based) position, column and value."""
+    flagged = np.flatnonzero(np.asarray(bad, dtype=bool))
+    if flagged.size:
+        row = int(flagged[0])
+        raise DataError(
+            f"{path}, row {row}: {column} {frame[column].iloc[row]!r} is invalid; expected {expected}"
+        )
+
+
+def _check_ids(frame: pd.DataFrame, column: str, path: Path, expected: str) -> pd.Series:
+    values = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    _fail_at(path, frame, ~np.isfinite(values) | (values % 1 != 0) | (values < 1), column, expected)
+    return values.astype("int64")
+
+
+def check_rows(frame: pd.DataFrame, path: Path, items: set[int]) -> None:
+    """A split's rows follow the schema: ids >= 1 and in the catalog, 0/1 labels, integer histories."""
+    if frame.empty:
+        raise DataError(f"{path}: no rows; expected at least one row in every split")
+    _check_ids(frame, "uid", path, "an integer user id >= 1")
+    iids = _check_ids(frame, "iid", path, "an integer item id >= 1")
+    _fail_at(path, frame, ~iids.isin(items), "iid", "an item id listed in items.parquet")
+    for column in ("label", "not_cold"):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        _fail_at(path, frame, ~values.isin([0, 1]), column, "0 or 1")
+    stamps = pd.to_numeric(frame["timestamp"], errors="coerce").astype("float64")
+    _fail_at(path, frame, ~np.isfinite(stamps), "timestamp", "a finite number")
+    known = np.asarray(sorted(items | {0}))
+
+    def bad_history(his: object) -> bool:
+        try:
+            values = np.asarray(his, dtype="float64")
+        except (TypeError, ValueError):
+            return True
+        return values.ndim != 1 or not (np.isin(values, known) & (values % 1 == 0)).all()
+
+    _fail_at(path, frame, frame["his"].map(bad_history), "his", "a list of item ids (0 = padding)")

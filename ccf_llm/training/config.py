@@ -48,7 +48,8 @@ class ExperimentConfig:
     max_history: int = 10
     max_length: int = 256
     max_train_rows: int | None = None  # keep the most recent rows of train (CPU protocol); None = all
-    max_eval_rows: int | None = None  # a fixed random sample of valid/test (CPU protocol); None = all
+    max_valid_rows: int | None = None  # a fixed random sample of valid (CPU protocol); None = all
+    max_test_rows: int | None = None  # a fixed random sample of test (smoke runs); None = all
     schedule: str = "two_stage"  # two_stage | joint
     stage2_tunes_lora: bool = False
     init_from: str | None = None  # a finished run whose stage-1 LoRA replaces stage 1

@@ -42,10 +42,9 @@ def load_data(config: ExperimentConfig) -> CTRData:
     if config.max_train_rows and len(splits["train"]) > config.max_train_rows:
         train = splits["train"].sort("timestamp")
         splits["train"] = train.select(range(len(train) - config.max_train_rows, len(train)))
-    if config.max_eval_rows:
-        for name in ("valid", "test"):
-            if len(splits[name]) > config.max_eval_rows:  # a fixed random sample: every user can appear
-                splits[name] = splits[name].shuffle(seed=config.seed).select(range(config.max_eval_rows))
+    for name, limit in (("valid", config.max_valid_rows), ("test", config.max_test_rows)):
+        if limit and len(splits[name]) > limit:  # a fixed random sample, so every user can appear
+            splits[name] = splits[name].shuffle(seed=config.seed).select(range(limit))
     return CTRData(DatasetDict(splits), data.items, data.users, data.name, data.info)
 
 

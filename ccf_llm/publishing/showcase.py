@@ -1,0 +1,44 @@
+"""Load a published folder the way a Hub user would, and print a few predictions and a top-5 ranking.
+
+Run as a file in a fresh interpreter (``python -I showcase.py FOLDER``): it imports nothing from this
+repository and refuses to, so what runs is the folder's own remote code.
+"""
+
+import importlib.abc
+import json
+import sys
+import warnings
+
+BLOCKED = {"ccf_llm", "configuration_ccf", "modeling_ccf", "processing_ccf", "pipeline_ccf"}
+
+
+class BlockRepoModules(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} is blocked: the published folder must work on its own")
+
+
+def main(folder: str) -> None:
+    sys.meta_path.insert(0, BlockRepoModules())
+    warnings.simplefilter("ignore")
+    import torch
+    from transformers import AutoModel, pipeline
+
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True, dtype=torch.float32)
+    print(f"AutoModel: {type(model).__module__}.{type(model).__name__}, fusion={model.config.fusion}")
+    ctr = pipeline(model=folder, trust_remote_code=True, device="cpu", dtype=torch.float32)
+    catalog = ctr.processor.catalog
+    titles = [catalog[iid] for iid in sorted(catalog)[:12]]
+    history, candidates = titles[:3], titles[3:12]
+    text = f"history: {'; '.join(history)} | candidate: {candidates[0]}"
+    print(f"\nwidget text: {text}\n -> {json.dumps(ctr(text))}")
+    for candidate in candidates[1:3]:
+        answer = ctr({"user_id": 1, "history": history, "candidate": candidate})
+        print(f"user 1, candidate {candidate!r}: P(Yes) = {answer[0]['score']:.3f}")
+    print(f"\ntop-5 of {len(candidates)} candidates for user 1 (history: {'; '.join(history)}):")
+    for rank, row in enumerate(ctr({"user_id": 1, "history": history, "candidates": candidates}, top_k=5), 1):
+        print(f"  {rank}. {row['item']}  (score {row['score']:.3f})")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

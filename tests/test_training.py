@@ -1,0 +1,136 @@
+"""Two-stage training on tiny backbones: loss falls, each stage touches only its parameters, resume and seeds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from ccf_llm.testing.tiny_run import write_tiny_run_inputs
+from ccf_llm.training import ExperimentConfig, run_experiment
+from ccf_llm.training.trainer import TRAINABLE_FILE
+
+# Tiny random backbones have tiny logits: only a large learning rate moves them within a few steps.
+STAGE1 = {"epochs": 3, "learning_rate": 0.05, "batch_size": 8, "eval_batch_size": 32, "warmup_ratio": 0.0}
+STAGE2 = {**STAGE1, "learning_rate": 0.01}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    torch.set_num_threads(1)
+    return write_tiny_run_inputs(tmp_path_factory.mktemp("tiny_run"))
+
+
+def tiny_config(inputs: dict[str, Path], out: Path, **changes) -> ExperimentConfig:
+    values = {
+        "method": "tiny",
+        "data": str(inputs["data"]),
+        "backbone": str(inputs["llm"]),
+        "cf_dir": str(inputs["cf"]),
+        "output_dir": str(out),
+        "max_length": 160,
+        "lora_dropout": 0.0,
+        "stage1": dict(STAGE1),
+        "stage2": dict(STAGE2),
+        **changes,
+    }
+    return ExperimentConfig(**values)
+
+
+def losses(run: Path, stage: str) -> list[float]:
+    history = json.loads((run / stage / "trainer_state.json").read_text())["log_history"]
+    return [entry["loss"] for entry in history if "loss" in entry]
+
+
+@pytest.fixture(scope="module")
+def finished(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("run")
+    return out, run_experiment(tiny_config(inputs, out), command="test")
+
+
+def test_loss_falls_and_everything_is_written(finished: tuple[Path, dict]) -> None:
+    out, summary = finished
+    stage1 = losses(out, "stage1")
+    assert sum(stage1[-3:]) < sum(stage1[:3]), stage1
+    for name in ("metrics.json", "gates.json", "test_scores.parquet", "model/config.json", "model/model.safetensors"):
+        assert (out / name).is_file(), name
+    assert set(summary["row"]["test"]) == {"auc", "uauc", "auc_warm", "auc_cold"}
+    assert 0.0 <= summary["row"]["test"]["auc"] <= 1.0
+
+
+def test_each_stage_changes_only_its_parameters(finished: tuple[Path, dict]) -> None:
+    out, _ = finished
+    from safetensors.torch import load_file
+
+    stage1 = load_file(out / "stage1" / TRAINABLE_FILE)
+    stage2 = load_file(out / "stage2" / TRAINABLE_FILE)
+    assert stage1 and all("lora_" in name for name in stage1)
+    assert stage2 and all(name.startswith("fusion.") for name in stage2)
+    final = load_file(out / "model" / "model.safetensors")
+    for name, value in stage1.items():  # stage 2 left the stage-1 LoRA as it was
+        torch.testing.assert_close(final[name], value)
+
+
+def test_stage_one_leaves_backbone_and_tables_untouched(inputs: dict[str, Path], finished: tuple[Path, dict]) -> None:
+    out, _ = finished
+    from safetensors.torch import load_file
+
+    from ccf_llm.cf import load_cf_tables
+
+    final = load_file(out / "model" / "model.safetensors")
+    original = load_file(inputs["llm"] / "model.safetensors")
+    for name, value in original.items():
+        key = f"backbone.{name}"
+        if key not in final:  # LoRA-wrapped layers keep their frozen weight under base_layer
+            module, _, leaf = key.rpartition(".")
+            key = f"{module}.base_layer.{leaf}"
+        torch.testing.assert_close(final[key], value)
+    users, items, _ = load_cf_tables(inputs["cf"])
+    torch.testing.assert_close(final["user_cf.weight"], users)
+    torch.testing.assert_close(final["item_cf.weight"], items)
+
+
+def test_resume_from_a_checkpoint_ends_with_the_same_metrics(
+    inputs: dict[str, Path], finished: tuple[Path, dict], tmp_path: Path
+) -> None:
+    out, summary = finished
+    resumed = tmp_path / "resumed"
+    shutil.copytree(out, resumed)
+    # Roll stage 2 back to its first checkpoint, as if the run had been killed right after saving it.
+    checkpoints = sorted((resumed / "stage2").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert len(checkpoints) >= 2
+    for later in checkpoints[1:]:
+        shutil.rmtree(later)
+    (resumed / "stage2" / TRAINABLE_FILE).unlink()
+    again = run_experiment(tiny_config(inputs, resumed), command="test", resume=True)
+    assert again["row"]["valid"] == summary["row"]["valid"]
+    assert again["row"]["test"] == summary["row"]["test"]
+
+
+def test_same_seed_same_metrics(inputs: dict[str, Path], finished: tuple[Path, dict], tmp_path: Path) -> None:
+    _, summary = finished
+    again = run_experiment(tiny_config(inputs, tmp_path / "again"), command="test")
+    assert again["row"]["test"] == summary["row"]["test"]
+
+
+def test_quick_config_runs_on_a_tiny_backbone(inputs: dict[str, Path], tmp_path: Path) -> None:
+    """configs/ml100k-quick.yaml end to end (embedded ml-100k, MF trained first), with a tiny backbone."""
+    pytest.importorskip("pandas")
+    config = ExperimentConfig.from_yaml(
+        Path(__file__).resolve().parents[1] / "configs" / "ml100k-quick.yaml",
+        backbone=str(inputs["llm"]),
+        output_dir=str(tmp_path / "quick"),
+        results=str(tmp_path / "results.json"),
+        max_train_rows=64,
+        max_valid_rows=64,
+        max_test_rows=64,
+        cf_settings={"bias": True, "dim": 8, "max_epochs": 3, "min_epochs": 1},
+    )
+    summary = run_experiment(config, command="test")
+    assert summary["row"]["train_rows"] == 64
+    assert json.loads((tmp_path / "results.json").read_text())["rows"][0]["method"] == config.method
+    assert yaml.safe_load((tmp_path / "quick" / "model" / "ccf_processor.json").read_text())["max_history"] == 5
