@@ -140,6 +140,32 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.backbone.get_input_embeddings()
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """``PreTrainedModel.from_pretrained``, except that a CF table missing from the weights or sized unlike the
+        config is a ``ValueError`` naming the table and both sizes: random CF rows would score silently wrong."""
+        ignore_mismatched = kwargs.pop("ignore_mismatched_sizes", False)
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(
+            *args, ignore_mismatched_sizes=True, output_loading_info=True, **kwargs
+        )
+        mismatched = {entry[0]: entry for entry in info.get("mismatched_keys", ())}  # (key, found, expected)
+        config = model.config
+        for key, rows in (("user_cf.weight", "num_users"), ("item_cf.weight", "num_items")):
+            if key in mismatched or key in info.get("missing_keys", ()):
+                found = f"has shape {tuple(mismatched[key][1])}" if key in mismatched else "is missing"
+                raise ValueError(
+                    f"CF table {key} {found} in the weights, but config.json expects shape "
+                    f"({getattr(config, rows)}, {config.cf_dim}) ({rows}={getattr(config, rows)}, "
+                    f"cf_dim={config.cf_dim}); the folder's weights and config.json do not belong together"
+                )
+        if mismatched and not ignore_mismatched:
+            raise ValueError(
+                f"weights with other shapes than config.json: {sorted(mismatched)}; "
+                "pass ignore_mismatched_sizes=True to re-initialise them"
+            )
+        return (model, info) if wants_info else model
+
     # --- the hybrid prompt -------------------------------------------------------------------------
 
     def embed_hybrid_prompt(

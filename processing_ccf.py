@@ -84,7 +84,18 @@ class CCFLLMProcessor:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def _tokenize_title(self, title: str) -> tuple[int, ...]:
-        return tuple(self._tokens(title)[: self.max_title_tokens])
+        # A title is data: "<item>", "<user>" or "</s>" inside it stay plain text, never control tokens.
+        tokens = self.tokenizer.encode(title, add_special_tokens=False, split_special_tokens=True)
+        return tuple(tokens[: self.max_title_tokens])
+
+    def _check_items(self, items: list[Item], user_id: int) -> None:
+        """Ids must fit in int64 and every title needs a token (the model mean-pools it): else a ValueError."""
+        for value in (*(item for item in items if not isinstance(item, str)), user_id):
+            if not -(2**63) <= int(value) < 2**63:
+                raise ValueError(f"id {value} does not fit in int64")
+        for item in items:
+            if not self._title_tokens(self.item_title(item)):
+                raise ValueError(f"item {item!r} has an empty title; every item needs a non-empty title")
 
     def _tokenize_fragments(self) -> dict[str, list[int]]:
         noun = self.item_noun
@@ -121,6 +132,7 @@ class CCFLLMProcessor:
     def encode(self, history: list[Item], candidate: Item, user_id: int = 0) -> dict[str, list[int] | int]:
         """Token ids and placeholder bookkeeping of one prompt; the history is trimmed to fit ``max_length``."""
         history = self._recent(history)
+        self._check_items([*history, candidate], user_id)
         encoded = self._encode_ids(history, candidate, user_id)
         while len(encoded["input_ids"]) > self.max_length and history:
             history = history[1:]
@@ -178,6 +190,7 @@ class CCFLLMProcessor:
         """
         if not candidates:
             raise ValueError("encode_ranking needs at least one candidate")
+        self._check_items(candidates, user_id)
         longest = max(candidates, key=lambda item: len(self._title_tokens(self.item_title(item))))
         kept = len(self.encode(history, longest, user_id)["history_ids"])
         history = self._recent(history)[len(self._recent(history)) - kept :]

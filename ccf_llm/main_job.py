@@ -15,9 +15,10 @@ from .publishing import showcase as showcase_module
 from .training import ExperimentConfig, run_experiment, summary_table
 
 
-def run_main_job(config_path: str | Path, command: str) -> Path:
+def run_main_job(config_path: str | Path, command: str, **overrides) -> Path:
+    """Train, evaluate and publish ``config_path`` (``overrides`` replace its settings), then show the folder."""
     start = time.perf_counter()
-    config = ExperimentConfig.from_yaml(config_path)
+    config = ExperimentConfig.from_yaml(config_path, **overrides)
     print(f"== training {config.method} on {config.data} (config {config_path})", flush=True)
     summary = run_experiment(config, command=command)
     print(f"\n== evaluation ({summary['row']['train_rows']} train rows, {summary['row']['device']})")

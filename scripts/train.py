@@ -13,6 +13,7 @@ import sys
 import yaml
 
 from ccf_llm.training import ExperimentConfig, run_experiment, summary_table
+from configuration_ccf import FUSIONS
 
 
 def parse_assignments(assignments: list[str]) -> dict:
@@ -30,7 +31,7 @@ def main() -> None:
     parser.add_argument("--config", required=True, help="YAML file of ExperimentConfig settings")
     parser.add_argument("--output-dir", help="where checkpoints, scores and the model folder go")
     parser.add_argument("--method", help="row name in the results file")
-    parser.add_argument("--fusion", help="gate | scalar_gate | add | concat | cf_only | text_only")
+    parser.add_argument("--fusion", choices=FUSIONS, help=" | ".join(FUSIONS))
     parser.add_argument("--cf-dir", help="folder with cf_tables.safetensors")
     parser.add_argument("--init-from", help="a finished run whose stage-1 LoRA replaces stage 1")
     parser.add_argument("--max-train-rows", type=int, help="keep the most recent train rows (CPU protocol)")
@@ -59,7 +60,10 @@ def main() -> None:
         )
     }
     overrides.update(parse_assignments(args.set))
-    config = ExperimentConfig.from_yaml(args.config, **overrides)
+    try:  # a bad config file is a usage error (message, exit 2), not a traceback
+        config = ExperimentConfig.from_yaml(args.config, **overrides)
+    except (OSError, ValueError, TypeError, yaml.YAMLError) as err:
+        parser.error(str(err))
     command = shlex.join(["python", "scripts/train.py", *sys.argv[1:]])
     summary = run_experiment(config, command=command, resume=args.resume)
     print(

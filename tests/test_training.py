@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
+from ccf_llm.main_job import run_main_job
 from ccf_llm.testing.tiny_run import write_tiny_run_inputs
 from ccf_llm.training import ExperimentConfig, run_experiment
 from ccf_llm.training.trainer import TRAINABLE_FILE
@@ -56,7 +56,13 @@ def test_loss_falls_and_everything_is_written(finished: tuple[Path, dict]) -> No
     out, summary = finished
     stage1 = losses(out, "stage1")
     assert sum(stage1[-3:]) < sum(stage1[:3]), stage1
-    for name in ("metrics.json", "gates.json", "test_scores.parquet", "model/config.json", "model/model.safetensors"):
+    for name in (
+        "metrics.json",
+        "gates.json",
+        "test_scores.parquet",
+        "model/config.json",
+        "model/model.safetensors",
+    ):
         assert (out / name).is_file(), name
     assert set(summary["row"]["test"]) == {"auc", "uauc", "auc_warm", "auc_cold"}
     assert 0.0 <= summary["row"]["test"]["auc"] <= 1.0
@@ -75,7 +81,9 @@ def test_each_stage_changes_only_its_parameters(finished: tuple[Path, dict]) -> 
         torch.testing.assert_close(final[name], value)
 
 
-def test_stage_one_leaves_backbone_and_tables_untouched(inputs: dict[str, Path], finished: tuple[Path, dict]) -> None:
+def test_stage_one_leaves_backbone_and_tables_untouched(
+    inputs: dict[str, Path], finished: tuple[Path, dict]
+) -> None:
     out, _ = finished
     from safetensors.torch import load_file
 
@@ -117,20 +125,25 @@ def test_same_seed_same_metrics(inputs: dict[str, Path], finished: tuple[Path, d
     assert again["row"]["test"] == summary["row"]["test"]
 
 
-def test_quick_config_runs_on_a_tiny_backbone(inputs: dict[str, Path], tmp_path: Path) -> None:
-    """configs/ml100k-quick.yaml end to end (embedded ml-100k, MF trained first), with a tiny backbone."""
-    pytest.importorskip("pandas")
-    config = ExperimentConfig.from_yaml(
+def test_main_job_on_a_tiny_backbone(
+    inputs: dict[str, Path], tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    """The main job (configs/ml100k-quick.yaml: embedded ml-100k, MF trained first, both stages, publish,
+    fresh-interpreter pipeline) end to end, with a tiny backbone in place of SmolLM2."""
+    folder = run_main_job(
         Path(__file__).resolve().parents[1] / "configs" / "ml100k-quick.yaml",
+        command="test",
         backbone=str(inputs["llm"]),
         output_dir=str(tmp_path / "quick"),
         results=str(tmp_path / "results.json"),
         max_train_rows=64,
         max_valid_rows=64,
         max_test_rows=64,
-        cf_settings={"bias": True, "dim": 8, "max_epochs": 3, "min_epochs": 1},
+        cf_settings={"bias": True, "dim": 8, "max_epochs": 2, "min_epochs": 1},
     )
-    summary = run_experiment(config, command="test")
-    assert summary["row"]["train_rows"] == 64
-    assert json.loads((tmp_path / "results.json").read_text())["rows"][0]["method"] == config.method
-    assert yaml.safe_load((tmp_path / "quick" / "model" / "ccf_processor.json").read_text())["max_history"] == 5
+    shown = capfd.readouterr().out
+    assert "top-5 of 9 candidates" in shown and "P(Yes) =" in shown, shown[-2000:]
+    assert (folder / "README.md").is_file() and (folder / "handler.py").is_file()
+    row = json.loads((tmp_path / "results.json").read_text())["rows"][0]
+    assert row["train_rows"] == 64
+    assert json.loads((tmp_path / "quick" / "model" / "ccf_processor.json").read_text())["max_history"] == 5

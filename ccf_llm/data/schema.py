@@ -110,13 +110,13 @@ def load_split(path: str | os.PathLike) -> CTRData:
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"{root}: split folder not found (expected train/valid/test/items.parquet inside)")
+    frames = {split: _read_parquet(root / f"{split}.parquet", ROW_COLUMNS) for split in SPLITS}
     items_frame = _read_parquet(root / "items.parquet", ("iid", "title"))
-    _check_ids(items_frame, "iid", root / "items.parquet", "a unique item id >= 1")
-    if items_frame["iid"].duplicated().any() or items_frame["title"].isna().any():
-        raise DataError(f"{root / 'items.parquet'}: duplicate item ids or missing titles")
+    _check_ids(items_frame, "iid", root / "items.parquet", "an integer item id >= 1")
+    _fail_at(root / "items.parquet", items_frame, items_frame["iid"].duplicated(), "iid", "unique item ids")
+    _fail_at(root / "items.parquet", items_frame, items_frame["title"].isna(), "title", "a title")
     splits = {}
-    for split in SPLITS:
-        frame = _read_parquet(root / f"{split}.parquet", ROW_COLUMNS)
+    for split, frame in frames.items():
         check_rows(frame, root / f"{split}.parquet", set(items_frame["iid"].astype("int64")))
         splits[split] = frame_to_dataset(frame)
     items = {
@@ -130,10 +130,9 @@ def _fail_at(path: Path, frame: pd.DataFrame, bad: pd.Series, column: str, expec
     """Raise for the first flagged row, naming its (0-based) position, column and value."""
     flagged = np.flatnonzero(np.asarray(bad, dtype=bool))
     if flagged.size:
-        row = int(flagged[0])
-        raise DataError(
-            f"{path}, row {row}: {column} {frame[column].iloc[row]!r} is invalid; expected {expected}"
-        )
+        row, value = int(flagged[0]), frame[column].iloc[flagged[0]]
+        value = value.tolist() if hasattr(value, "tolist") else value  # numpy scalars/arrays read plainly
+        raise DataError(f"{path}, row {row}: {column} {value!r} is invalid; expected {expected}")
 
 
 def _check_ids(frame: pd.DataFrame, column: str, path: Path, expected: str) -> pd.Series:
@@ -154,13 +153,23 @@ def check_rows(frame: pd.DataFrame, path: Path, items: set[int]) -> None:
         _fail_at(path, frame, ~values.isin([0, 1]), column, "0 or 1")
     stamps = pd.to_numeric(frame["timestamp"], errors="coerce").astype("float64")
     _fail_at(path, frame, ~np.isfinite(stamps), "timestamp", "a finite number")
-    known = np.asarray(sorted(items | {0}))
+    known = np.zeros(max(items, default=0) + 1, dtype=bool)
+    known[[0, *items]] = True
+
+    def known_ids(values: object) -> bool:
+        values = np.asarray(values, dtype="float64")
+        inside = (values >= 0) & (values < len(known)) & (values % 1 == 0)
+        return values.ndim == 1 and bool(inside.all()) and bool(known[values.astype(np.int64)].all())
 
     def bad_history(his: object) -> bool:
         try:
-            values = np.asarray(his, dtype="float64")
+            return not known_ids(his)
         except (TypeError, ValueError):
             return True
-        return values.ndim != 1 or not (np.isin(values, known) & (values % 1 == 0)).all()
 
-    _fail_at(path, frame, frame["his"].map(bad_history), "his", "a list of item ids (0 = padding)")
+    try:  # vectorised first; the row-by-row scan only runs to locate a problem
+        clean = not frame["his"].isna().any() and known_ids(np.concatenate([*frame["his"], []]))
+    except (TypeError, ValueError):
+        clean = False
+    if not clean:
+        _fail_at(path, frame, frame["his"].map(bad_history), "his", "a list of item ids (0 = padding)")

@@ -70,6 +70,6 @@ def benchmark_table(results_dir: str | Path) -> str:
             continue
         lines.append(
             f"| {result['name']} | {result.get('backbone', '–')} | {result['device']} | "
-            f"{result['ratio']:.2f} | {result['target']} |"
+            f"{result['ratio']:.2f} | {result['target'].replace('|', chr(92) + '|')} |"
         )
     return "\n".join(lines)

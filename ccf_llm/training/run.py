@@ -22,14 +22,14 @@ from ..evaluation import split_metrics, upsert_result
 from ..evaluation.gates import gate_statistics
 from ..metrics import ctr_metrics
 from .config import ExperimentConfig
-from .trainer import TRAINABLE_FILE, encode_dataset, predict_scores, run_stage
+from .trainer import TRAINABLE_FILE, encode_dataset, predict_scores, run_stage, world_size
 
 SHARED_ML1M = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ml-1m"
 MODEL_DIR = "model"
 
 
 def load_data(config: ExperimentConfig) -> CTRData:
-    """The configured data set, with the CPU protocol's subsampling (recent train rows) applied."""
+    """The configured data set, whole (CF models train on all of it; see :func:`subsample` for the LLM)."""
     if config.data == "default":
         from ..data import load_default
 
@@ -38,6 +38,11 @@ def load_data(config: ExperimentConfig) -> CTRData:
         data = load_split(config.data_dir or os.environ.get("CCF_ML1M_DIR", SHARED_ML1M))
     else:
         data = load_split(config.data)
+    return data
+
+
+def subsample(config: ExperimentConfig, data: CTRData) -> CTRData:
+    """The CPU protocol's rows for the LLM: the most recent train rows, fixed random valid/test samples."""
     splits = dict(data.splits)
     if config.max_train_rows and len(splits["train"]) > config.max_train_rows:
         train = splits["train"].sort("timestamp")
@@ -49,15 +54,29 @@ def load_data(config: ExperimentConfig) -> CTRData:
 
 
 def cf_tables(config: ExperimentConfig, data: CTRData) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """Load the configured CF tables, or train ``cf_model`` on the train split and export them first."""
+    """Load the configured CF tables, or train ``cf_model`` on the whole train split and export them first."""
     from ..cf import load_cf_tables, save_cf_tables, train_cf
 
     directory = Path(config.cf_dir) if config.cf_dir else Path(config.output_dir) / "cf"
     if not (directory / "cf_tables.safetensors").is_file():
         if config.cf_dir:
             raise FileNotFoundError(f"{directory / 'cf_tables.safetensors'} not found (cf_dir in the config)")
+        if world_size() > 1:  # every process would train and write the same file
+            raise RuntimeError(
+                "a multi-process run needs ready CF tables: train them first (scripts/train_cf.py) and set cf_dir"
+            )
         save_cf_tables(train_cf(config.cf_model, data, config.cf_settings), directory)
     users, items, info = load_cf_tables(directory)
+    needed = {
+        "user": max(max(split["uid"]) for split in data.splits.values()) + 1,
+        "item": max(*(max(split["iid"]) for split in data.splits.values()), *data.items) + 1,
+    }
+    for name, table in (("user", users), ("item", items)):
+        if table.shape[0] < needed[name]:
+            raise ValueError(
+                f"{directory / 'cf_tables.safetensors'}: the {name} table has {table.shape[0]} rows, but the data "
+                f"has {name} ids up to {needed[name] - 1} (needs {needed[name]} rows): tables of another data set?"
+            )
     return users, items, info.get("model", config.cf_model)
 
 
@@ -82,9 +101,10 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
     set_seed(config.seed)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = load_data(config)
+    full_data = load_data(config)
+    data = subsample(config, full_data)
     needs_cf = config.fusion != "text_only"
-    users, items, cf_name = cf_tables(config, data) if needs_cf else (None, None, None)
+    users, items, cf_name = cf_tables(config, full_data) if needs_cf else (None, None, None)
     backbone, tokenizer = load_backbone(config.backbone)
     model, processor = build_model(
         backbone,
@@ -144,16 +164,21 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
 
     model.eval()
     metrics = {}
+    main = int(os.environ.get("RANK", "0")) == 0  # every process scores (gathered); only the first writes
     for split in ("valid", "test"):
         rows = encoded(processor, split)
         scores = predict_scores(model, rows, processor, config.stage2.eval_batch_size, bf16, out / "predict")
         metrics[split] = ctr_metrics(rows["label"], scores, rows["uid"], rows["not_cold"])
-        pd.DataFrame(
-            {"uid": rows["uid"], "label": rows["label"], "not_cold": rows["not_cold"], "score": scores}
-        ).to_parquet(out / f"{split}_scores.parquet", index=False)
-    (out / "gates.json").write_text(json.dumps(gate_statistics(model, processor, encoded(processor, "test"))))
-    model.save_pretrained(out / MODEL_DIR)
-    processor.save_pretrained(out / MODEL_DIR)
+        if main:
+            pd.DataFrame(
+                {"uid": rows["uid"], "label": rows["label"], "not_cold": rows["not_cold"], "score": scores}
+            ).to_parquet(out / f"{split}_scores.parquet", index=False)
+    if main:
+        (out / "gates.json").write_text(
+            json.dumps(gate_statistics(model, processor, encoded(processor, "test")))
+        )
+        model.save_pretrained(out / MODEL_DIR)
+        processor.save_pretrained(out / MODEL_DIR)
     seconds = round(time.perf_counter() - start, 1)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
     row = {
@@ -169,8 +194,11 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
         "test": split_metrics(metrics["test"], "test"),
     }
     summary = {"row": row, "stages": stages, "config": config.to_dict()}
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=float))
-    if config.results:
+    if main:
+        tmp = out / ".metrics.json.tmp"  # a run killed while writing never leaves half a metrics.json
+        tmp.write_text(json.dumps(summary, indent=2, default=float))
+        tmp.replace(out / "metrics.json")
+    if config.results and main:
         upsert_result(config.results, row, dataset="ml-1m" if config.data == "ml1m" else data.name)
     return summary
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,7 @@ class NaNGuard(TrainerCallback):
 def training_arguments(
     stage: StageConfig, output_dir: Path, train_rows: int, seed: int, bf16: bool
 ) -> TrainingArguments:
-    world = max(torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1, 1)
+    world = world_size()
     steps_per_epoch = max(
         math.ceil(train_rows / (stage.batch_size * stage.gradient_accumulation_steps * world)), 1
     )
@@ -104,8 +105,22 @@ def training_arguments(
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=False,
+        use_cpu=cpu_processes(),
         **sampling,
     )
+
+
+def world_size() -> int:
+    """Processes of a distributed launch (torchrun / accelerate set WORLD_SIZE before the process group exists)."""
+    if torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return max(int(os.environ.get("WORLD_SIZE", "1")), 1)
+
+
+def cpu_processes() -> bool:
+    """Several processes without a GPU: without ``use_cpu`` accelerate leaves the Trainer undistributed on CPU
+    (every process would train the whole run alone and write the same files); with it, DDP over gloo."""
+    return world_size() > 1 and not torch.cuda.is_available()
 
 
 def run_stage(
@@ -139,8 +154,10 @@ def run_stage(
         compute_metrics=make_compute_metrics(valid),
         callbacks=[NaNGuard()],
     )
-    checkpoints = sorted(output_dir.glob("checkpoint-*"))
-    result = trainer.train(resume_from_checkpoint=bool(resume and checkpoints))
+    # A run killed while saving leaves a checkpoint without trainer_state.json (written last): skip it.
+    complete = [path for path in output_dir.glob("checkpoint-*") if (path / "trainer_state.json").is_file()]
+    last = max(complete, key=lambda path: int(path.name.rpartition("-")[2]), default=None)
+    result = trainer.train(resume_from_checkpoint=str(last) if resume and last else None)
     trainer.save_state()  # trainer_state.json: the log history behind the training-curve plots
     if trainer.is_world_process_zero():
         state = {
@@ -169,6 +186,7 @@ def predict_scores(
         bf16=bf16,
         report_to=[],
         disable_tqdm=False,
+        use_cpu=cpu_processes(),
     )
     trainer = Trainer(model=model, args=args, data_collator=make_collator(processor))
     return np.asarray(trainer.predict(dataset).predictions).reshape(-1)
