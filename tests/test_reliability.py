@@ -3,8 +3,8 @@ killed with SIGKILL mid-stage resumes to the same metrics; the same seed gives t
 
 Bad raw files are covered in tests/test_data_validation.py and test_data_*.py, bad pipeline requests in
 tests/test_pipeline.py, prompt truncation in tests/test_processor.py; this file adds what they do not cover.
-The training runs are subprocesses (``python scripts/train.py``) started when the module starts, so they run
-while the in-process checks do.
+The training runs are subprocesses (``python scripts/train.py``) that the first test starts and the last two
+check, so they run while the in-process checks do.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from ccf_llm.testing.make_tiny import TINY_CATALOG, tiny_tokenizer
 from ccf_llm.testing.tiny_run import tiny_ctr_data, write_tiny_run_inputs
 from ccf_llm.training import ExperimentConfig
 from ccf_llm.training.run import cf_tables
-from ccf_llm.training.trainer import TRAINABLE_FILE
+from ccf_llm.training.trainer import TRAINABLE_FILE, saved_completely
 from modeling_ccf import CCFLLMForCTR
 from processing_ccf import CCFLLMProcessor
 
@@ -119,11 +119,7 @@ def finish(process: subprocess.Popen) -> None:
 
 def complete_checkpoints(stage_dir: Path) -> list[int]:
     """Steps of the checkpoints whose save finished (trainer_state.json is written last)."""
-    return [
-        int(p.name.split("-")[1])
-        for p in stage_dir.glob("checkpoint-*")
-        if (p / "trainer_state.json").is_file()
-    ]
+    return [int(path.name.split("-")[1]) for path in stage_dir.glob("checkpoint-*") if saved_completely(path)]
 
 
 def kill_mid_stage(process: subprocess.Popen, stage_dir: Path) -> None:
@@ -143,11 +139,11 @@ def kill_mid_stage(process: subprocess.Popen, stage_dir: Path) -> None:
 
 
 def add_half_written_checkpoint(stage_dir: Path) -> None:
-    """What a kill during a save leaves: the next checkpoint folder, without trainer_state.json, bad weights."""
+    """What a kill during a save leaves: the next checkpoint folder with cut weights and a cut trainer_state.json."""
     following = stage_dir / f"checkpoint-{max(complete_checkpoints(stage_dir)) + CHECKPOINT_EVERY}"
     following.mkdir(exist_ok=True)
-    if not (following / "trainer_state.json").exists():
-        (following / "model.safetensors").write_bytes(b"\x00" * 10)
+    (following / "model.safetensors").write_bytes(b"\x00" * 10)
+    (following / "trainer_state.json").write_text('{"global_step": ')
 
 
 def first_logged_epoch(process: subprocess.Popen) -> float:

@@ -47,7 +47,14 @@ DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
     "mf": {"dim": 256, "init_std": 0.01, "lr": 1e-3, "weight_decay": 1e-4},
     "mf_bias": {"dim": 64, "bias": True, "init_std": 0.1, "lr": 1e-3, "weight_decay": 1e-4},
     "lightgcn": {"dim": 64, "layers": 2, "lr": 1e-2, "weight_decay": 1e-4},
-    "sasrec": {"dim": 64, "history_len": 25, "lr": 1e-3, "weight_decay": 1e-4},
+    "sasrec": {
+        "dim": 64,
+        "history_len": 25,
+        "lr": 1e-2,
+        "weight_decay": 1e-2,
+        "batch_size": 2048,
+        "patience": 15,
+    },
     "din": {"dim": 32, "history_len": 10, "lr": 1e-3, "weight_decay": 1e-5},
 }
 TABLES_FILE, CONFIG_FILE = "cf_tables.safetensors", "cf_config.json"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from pathlib import Path
@@ -154,8 +155,7 @@ def run_stage(
         compute_metrics=make_compute_metrics(valid),
         callbacks=[NaNGuard()],
     )
-    # A run killed while saving leaves a checkpoint without trainer_state.json (written last): skip it.
-    complete = [path for path in output_dir.glob("checkpoint-*") if (path / "trainer_state.json").is_file()]
+    complete = [path for path in output_dir.glob("checkpoint-*") if saved_completely(path)]
     last = max(complete, key=lambda path: int(path.name.rpartition("-")[2]), default=None)
     result = trainer.train(resume_from_checkpoint=str(last) if resume and last else None)
     trainer.save_state()  # trainer_state.json: the log history behind the training-curve plots
@@ -167,6 +167,15 @@ def run_stage(
         save_file(state, tmp)
         tmp.replace(done)
     return {"train_seconds": result.metrics.get("train_runtime"), "best_valid_auc": trainer.state.best_metric}
+
+
+def saved_completely(checkpoint: Path) -> bool:
+    """A run killed while saving leaves a checkpoint whose trainer_state.json (written last) is missing or cut."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def predict_scores(
