@@ -6,7 +6,7 @@ import pytest
 import torch
 from datasets import DatasetDict
 
-from ccf_llm.cf import encode_splits, load_cf_tables, save_cf_tables, train_cf
+from ccf_llm.cf import encode_splits, grid_search, load_cf_tables, save_cf_tables, train_cf
 from ccf_llm.data import CTRData
 from ccf_llm.data.schema import frame_to_dataset
 
@@ -105,6 +105,13 @@ def test_user_history_is_train_only(tiny):
     liked = [i for i in last["his"] if i] + ([int(last["iid"])] if last["label"] else [])
     assert splits.user_history[3].tolist() == liked[-4:]
     assert not splits.user_history[0].any()
+
+
+def test_grid_search_keeps_the_best_valid_run(tiny):
+    best, table = grid_search("mf", tiny, {**FAST, "max_epochs": 2}, {"dim": [2, 8]}, progress=False)
+    assert [row["dim"] for row in table] == [2, 8]
+    assert best.valid["auc"] == max(row["valid_auc"] for row in table)
+    assert best.settings["dim"] == table[[row["valid_auc"] for row in table].index(best.valid["auc"])]["dim"]
 
 
 def test_unknown_model_and_missing_tables(tiny, tmp_path):

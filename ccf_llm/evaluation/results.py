@@ -13,6 +13,7 @@ through a temporary file plus ``os.replace`` (a crash never leaves half a file).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -50,8 +51,10 @@ def upsert_result(
         raise ValueError(f"results row misses {missing}; expected keys {list(ROW_KEYS)}")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.with_name(f".{target.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel runs (e.g. ablations on one GPU) update the same file
+    # Parallel runs (e.g. ablations on one GPU) update the same file; the lock lives outside its folder.
+    key = hashlib.sha1(str(target.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"ccf_llm-results-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         return _upsert_locked(target, row, dataset, protocol)
 
 
