@@ -34,7 +34,7 @@ from ccf_llm.evaluation import results as results_module
 from ccf_llm.evaluation import upsert_result
 from ccf_llm.testing import make_tiny
 from ccf_llm.testing.make_tiny import TINY_CATALOG, tiny_tokenizer
-from ccf_llm.testing.tiny_run import tiny_ctr_data, write_tiny_run_inputs
+from ccf_llm.testing.tiny_run import tiny_ctr_data, tiny_run_settings, write_tiny_run_inputs
 from ccf_llm.training import ExperimentConfig
 from ccf_llm.training.run import cf_tables
 from ccf_llm.training.trainer import TRAINABLE_FILE, saved_completely
@@ -62,18 +62,7 @@ LAUNCHED: list[subprocess.Popen] = []
 
 
 def write_config(inputs: dict[str, Path], out: Path) -> Path:
-    config = {
-        "method": "tiny",
-        "data": str(inputs["data"]),
-        "backbone": str(inputs["llm"]),
-        "cf_dir": str(inputs["cf"]),
-        "output_dir": str(out),
-        "max_length": 160,
-        "lora_dropout": 0.0,
-        "seed": 7,
-        "stage1": STAGE1,
-        "stage2": STAGE2,
-    }
+    config = tiny_run_settings(inputs, out, seed=7, stage1=STAGE1, stage2=STAGE2)
     path = out.with_suffix(".yaml")
     path.write_text(yaml.safe_dump(config))
     return path

@@ -10,13 +10,9 @@ import pytest
 import torch
 
 from ccf_llm.main_job import run_main_job
-from ccf_llm.testing.tiny_run import write_tiny_run_inputs
+from ccf_llm.testing.tiny_run import tiny_run_settings, write_tiny_run_inputs
 from ccf_llm.training import ExperimentConfig, run_experiment
 from ccf_llm.training.trainer import TRAINABLE_FILE
-
-# Tiny random backbones have tiny logits: only a large learning rate moves them within a few steps.
-STAGE1 = {"epochs": 3, "learning_rate": 0.05, "batch_size": 8, "eval_batch_size": 32, "warmup_ratio": 0.0}
-STAGE2 = {**STAGE1, "learning_rate": 0.01}
 
 
 @pytest.fixture(scope="module")
@@ -26,19 +22,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def tiny_config(inputs: dict[str, Path], out: Path, **changes) -> ExperimentConfig:
-    values = {
-        "method": "tiny",
-        "data": str(inputs["data"]),
-        "backbone": str(inputs["llm"]),
-        "cf_dir": str(inputs["cf"]),
-        "output_dir": str(out),
-        "max_length": 160,
-        "lora_dropout": 0.0,
-        "stage1": dict(STAGE1),
-        "stage2": dict(STAGE2),
-        **changes,
-    }
-    return ExperimentConfig(**values)
+    return ExperimentConfig(**tiny_run_settings(inputs, out, **changes))
 
 
 def losses(run: Path, stage: str) -> list[float]:

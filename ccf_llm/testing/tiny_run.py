@@ -63,3 +63,23 @@ def write_tiny_run_inputs(root: str | Path, model_type: str = "llama", cf_dim: i
     info = {"model": "random", "dim": cf_dim, "n_users": NUM_USERS, "n_items": len(TINY_CATALOG) + 1}
     (paths["cf"] / "cf_config.json").write_text(json.dumps(info))
     return paths
+
+
+def tiny_run_settings(inputs: dict[str, Path], output_dir: str | Path, **changes) -> dict:
+    """``ExperimentConfig`` settings of a two-stage run on :func:`write_tiny_run_inputs`' files.
+
+    Tiny random backbones have tiny logits: only a large learning rate moves them within a few steps.
+    """
+    stage1 = {"epochs": 3, "learning_rate": 0.05, "batch_size": 8, "eval_batch_size": 32, "warmup_ratio": 0.0}
+    settings = {
+        "method": "tiny",
+        "data": str(inputs["data"]),
+        "backbone": str(inputs["llm"]),
+        "cf_dir": str(inputs["cf"]),
+        "output_dir": str(output_dir),
+        "max_length": 160,
+        "lora_dropout": 0.0,
+        "stage1": stage1,
+        "stage2": {**stage1, "learning_rate": 0.01},
+    }
+    return {**settings, **changes}
