@@ -6,7 +6,8 @@ Layout::
      "rows": [{"method", "backbone", "fusion", "cf", "train_rows", "device", "seconds", "command",
                "valid": {"auc", "uauc"}, "test": {"auc", "uauc", "auc_warm", "auc_cold"}}]}
 
-Several scripts write to the same file, so a write replaces only the row of its own method and goes
+Several scripts (and parallel runs) write to the same file, so a write replaces only the row of its
+own method, holds an exclusive lock (a file in the temp dir) while it reads and rewrites, and goes
 through a temporary file plus ``os.replace`` (a crash never leaves half a file).
 """
 
