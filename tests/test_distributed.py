@@ -26,7 +26,7 @@ import yaml
 from ccf_llm.data import load_split
 from ccf_llm.evaluation import split_metrics
 from ccf_llm.metrics import ctr_metrics
-from ccf_llm.testing.tiny_run import write_tiny_run_inputs
+from ccf_llm.testing.tiny_run import tiny_run_settings, write_tiny_run_inputs
 from ccf_llm.training.trainer import encode_dataset, predict_scores
 from modeling_ccf import CCFLLMForCTR
 from processing_ccf import CCFLLMProcessor
@@ -55,18 +55,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("distributed")
     inputs = write_tiny_run_inputs(root / "inputs")
     out = root / "run"
-    config = {
-        "method": "tiny (2 processes)",
-        "data": str(inputs["data"]),
-        "backbone": str(inputs["llm"]),
-        "cf_dir": str(inputs["cf"]),
-        "output_dir": str(out),
-        "results": str(root / "results.json"),
-        "max_length": 160,
-        "lora_dropout": 0.0,
-        "stage1": STAGE,
-        "stage2": {**STAGE, "learning_rate": 0.01},
-    }
+    config = tiny_run_settings(
+        inputs,
+        out,
+        method="tiny (2 processes)",
+        results=str(root / "results.json"),
+        stage1=STAGE,
+        stage2={**STAGE, "learning_rate": 0.01},
+    )
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     env = {
         **os.environ,
