@@ -1,5 +1,6 @@
 """Figures for the README from finished runs: ``python scripts/make_plots.py outputs/ml1m --out results``.
 
+``python scripts/make_plots.py outputs/ml1m-cpu --prefix ml1m_cpu_`` for the CPU-protocol rows.
 Reads each run folder's ``test_scores.parquet``, ``*/trainer_state.json`` and ``gates.json`` (written by
 ``scripts/train.py``) and writes ``roc.png``, ``training_curves.png`` and ``gates_warm_vs_cold.png``.
 """
@@ -24,13 +25,14 @@ def main() -> None:
     runs = {}
     for metrics in sorted(args.runs_dir.glob("*/metrics.json")):
         method = json.loads(metrics.read_text())["row"]["method"]
-        if method in MAIN_ROWS:
+        if method.split(" (")[0] in MAIN_ROWS:  # "CCF-LLM (cpu-subsample)" is a CCF-LLM run too
             runs[method] = metrics.parent
     if not runs:
         raise SystemExit(f"no finished runs of {MAIN_ROWS} under {args.runs_dir}")
     print(plot_roc(runs, args.out / f"{args.prefix}roc.png"))
     print(plot_training_curves(runs, args.out / f"{args.prefix}training_curves.png"))
-    gates = runs.get("CCF-LLM", Path()) / "gates.json"
+    ccf = [folder for method, folder in runs.items() if method.startswith("CCF-LLM")]
+    gates = (ccf[0] if ccf else Path()) / "gates.json"
     if gates.is_file() and json.loads(gates.read_text()):
         print(plot_gates(gates, args.out / f"{args.prefix}gates_warm_vs_cold.png"))
 

@@ -457,3 +457,22 @@ def test_config_round_trip_keeps_the_backbone_type(arch: str, tmp_path: Path) ->
     config.save_pretrained(tmp_path)
     assert CCFLLMConfig.from_pretrained(tmp_path).text_config.model_type == arch
     assert CCFLLMConfig(text_config=text_config).text_config.model_type == arch
+
+
+def test_gate_statistics_equal_the_forward_pass_gates() -> None:
+    """The warm/cold gate plot reads the gates without running the backbone: same values as a full forward."""
+    from datasets import Dataset
+
+    from ccf_llm.evaluation.gates import gate_statistics
+
+    model, processor = tiny_model("llama", "gate")
+    model.eval()
+    rows = [
+        {**processor.encode(h, c, u), "not_cold": warm}
+        for (h, c, u), warm in zip(PROMPTS, (1, 0, 1, 0), strict=True)
+    ]
+    stats = gate_statistics(model, processor, Dataset.from_list(rows), batch_size=3)
+    with torch.no_grad():
+        gates = model(**make_batch(processor), output_gates=True).item_gates[:, 0]
+    torch.testing.assert_close(torch.tensor(stats["warm"]), gates[[0, 2]].mean(0), atol=1e-6, rtol=0)
+    torch.testing.assert_close(torch.tensor(stats["cold"]), gates[[1, 3]].mean(0), atol=1e-6, rtol=0)

@@ -194,6 +194,7 @@ def predict_scores(
         label_names=["labels"],
         bf16=bf16,
         report_to=[],
+        dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=False,
         use_cpu=cpu_processes(),
     )
