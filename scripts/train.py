@@ -69,7 +69,7 @@ def main() -> None:
     print(
         f"\n{config.method} ({config.fusion}) — {summary['row']['seconds']} s on {summary['row']['device']}"
     )
-    print(summary_table(summary).to_string())
+    print(summary_table(summary).to_string(na_rep="–"))  # "–": no warm or no cold rows
 
 
 if __name__ == "__main__":

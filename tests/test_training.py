@@ -127,7 +127,20 @@ def test_main_job_on_a_tiny_backbone(
     )
     shown = capfd.readouterr().out
     assert "top-5 of 9 candidates" in shown and "P(Yes) =" in shown, shown[-2000:]
+    assert "no user id, history" in shown  # a list of requests
+    assert "model card: YAML parses; its 6 model-index numbers equal row" in shown
     assert (folder / "README.md").is_file() and (folder / "handler.py").is_file()
     row = json.loads((tmp_path / "results.json").read_text())["rows"][0]
     assert row["train_rows"] == 64
     assert json.loads((tmp_path / "quick" / "model" / "ccf_processor.json").read_text())["max_history"] == 5
+
+
+def test_evaluation_during_training_pairs_scores_with_their_users(finished: tuple[Path, dict]) -> None:
+    """The stage's valid UAUC (per-user, so row order matters) at its best checkpoint equals the final valid
+    UAUC of the same weights, scored in dataset order after training."""
+    out, summary = finished
+    state = json.loads((out / "stage2" / "trainer_state.json").read_text())
+    best_step = int(state["best_model_checkpoint"].rpartition("-")[2])
+    (best,) = [entry for entry in state["log_history"] if "eval_uauc" in entry and entry["step"] == best_step]
+    assert best["eval_auc"] == pytest.approx(summary["row"]["valid"]["auc"], abs=1e-4)
+    assert best["eval_uauc"] == pytest.approx(summary["row"]["valid"]["uauc"], abs=1e-4)

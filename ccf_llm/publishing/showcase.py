@@ -32,9 +32,13 @@ def main(folder: str) -> None:
     history, candidates = titles[:3], titles[3:12]
     text = f"history: {'; '.join(history)} | candidate: {candidates[0]}"
     print(f"\nwidget text: {text}\n -> {json.dumps(ctr(text))}")
-    for candidate in candidates[1:3]:
-        answer = ctr({"user_id": 1, "history": history, "candidate": candidate})
-        print(f"user 1, candidate {candidate!r}: P(Yes) = {answer[0]['score']:.3f}")
+    answer = ctr({"user_id": 1, "history": history, "candidate": candidates[1]})
+    print(f"user 1, candidate {candidates[1]!r}: P(Yes) = {answer[0]['score']:.3f}")
+    requests = [{"history": history[:1], "candidate": c} for c in candidates[2:4]]  # a list: one answer each
+    for request, answer in zip(requests, ctr(requests), strict=True):
+        print(
+            f"no user id, history {history[:1]}, candidate {request['candidate']!r}: P(Yes) = {answer[0]['score']:.3f}"
+        )
     print(f"\ntop-5 of {len(candidates)} candidates for user 1 (history: {'; '.join(history)}):")
     for rank, row in enumerate(ctr({"user_id": 1, "history": history, "candidates": candidates}, top_k=5), 1):
         print(f"  {rank}. {row['item']}  (score {row['score']:.3f})")

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 from safetensors.torch import load_file, save_file
+from torch.utils.data import Sampler, SequentialSampler
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 
 from modeling_ccf import CCFLLMForCTR
@@ -63,6 +64,16 @@ class NaNGuard(TrainerCallback):
             raise FloatingPointError(
                 f"training loss became {loss} at step {state.global_step}: lower the learning rate or turn bf16 off"
             )
+
+
+class CTRTrainer(Trainer):
+    """The ``Trainer``, except that evaluation keeps dataset order: transformers 5 groups evaluation rows by
+    length whenever training does, which would pair scores with other rows' users in UAUC and warm/cold AUC."""
+
+    def _get_eval_sampler(self, eval_dataset: Dataset) -> Sampler | None:
+        if self.args.world_size > 1:
+            return None  # accelerate shards in order; the gather drops its padding rows
+        return SequentialSampler(eval_dataset)
 
 
 def training_arguments(
@@ -146,7 +157,7 @@ def run_stage(
     if done.is_file():
         model.load_state_dict(load_file(done), strict=False)
         return {"skipped": True, "trainable": len(trainable)}
-    trainer = Trainer(
+    trainer = CTRTrainer(
         model=model,
         args=training_arguments(stage, output_dir, len(train), seed, bf16),
         train_dataset=train,
