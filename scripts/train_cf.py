@@ -22,12 +22,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from ccf_llm.cf import DEFAULT_SETTINGS, grid_search, save_cf_tables, train_cf
+from ccf_llm.cf import DEFAULT_SETTINGS, METHOD_NAMES, grid_search, save_cf_tables, train_cf
 from ccf_llm.data import load_split
 from ccf_llm.evaluation import split_metrics, upsert_result
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = {"mf": "MF", "mf_bias": "MF-bias", "lightgcn": "LightGCN", "sasrec": "SASRec", "din": "DIN"}
 ML1M_DIR = ROOT.parent / "shared" / "data" / "ml-1m"
 
 
@@ -103,7 +102,7 @@ def main() -> None:
 
     if args.data == "ml1m" and not args.no_results:
         row = {
-            "method": METHODS[name],
+            "method": METHOD_NAMES[name],
             "backbone": None,
             "fusion": None,
             "cf": name,

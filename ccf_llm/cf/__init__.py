@@ -30,6 +30,7 @@ from .mf import MF
 from .sasrec import SASRec
 from .train import (
     DEFAULT_SETTINGS,
+    METHOD_NAMES,
     MODELS,
     CFRun,
     CFSplits,
@@ -45,6 +46,7 @@ from .train import (
 __all__ = [
     "DEFAULT_SETTINGS",
     "DIN",
+    "METHOD_NAMES",
     "MF",
     "MODELS",
     "CFModel",

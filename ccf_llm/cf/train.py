@@ -42,6 +42,8 @@ MODELS: dict[str, type[CFModel]] = {
     "sasrec": SASRec,
     "din": DIN,
 }
+# Row names in results/*.json.
+METHOD_NAMES = {"mf": "MF", "mf_bias": "MF-bias", "lightgcn": "LightGCN", "sasrec": "SASRec", "din": "DIN"}
 # Defaults = CoLLM's ML-1M settings where known, changed only where the ML-1M valid split preferred
 # it (configs/cf_grid.yaml); explicit settings override them.
 DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
