@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-demo: setup  ## the main job on the embedded default (ml-100k, SmolLM2-135M), ~20 min on 2 CPU cores
+demo: setup  ## the main job on the embedded default (ml-100k, SmolLM2-135M), ~18 min on 2 CPU cores with the install
 	$(PY) scripts/main.py
 
 test: setup  ## lint + the whole test suite
@@ -25,4 +25,4 @@ test: setup  ## lint + the whole test suite
 	$(PY) -m pytest -q --durations=15
 
 bench-cpu: setup
-	$(PY) benchmarks/train_throughput.py && $(PY) benchmarks/eval_throughput.py && $(PY) benchmarks/ranking.py
+	$(PY) -m benchmarks.train_throughput && $(PY) -m benchmarks.eval_throughput && $(PY) -m benchmarks.ranking

@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from datasets import DatasetDict
@@ -45,7 +46,7 @@ def subsample(config: ExperimentConfig, data: CTRData) -> CTRData:
     """The CPU protocol's rows for the LLM: the most recent train rows, fixed random valid/test samples."""
     splits = dict(data.splits)
     if config.max_train_rows and len(splits["train"]) > config.max_train_rows:
-        train = splits["train"].sort("timestamp")
+        train = splits["train"].select(np.argsort(splits["train"]["timestamp"], kind="stable"))
         splits["train"] = train.select(range(len(train) - config.max_train_rows, len(train)))
     for name, limit in (("valid", config.max_valid_rows), ("test", config.max_test_rows)):
         if limit and len(splits[name]) > limit:  # a fixed random sample, so every user can appear
@@ -140,7 +141,7 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
         rows = encode_dataset(data.splits[split], proc, desc=f"tokenizing {split}")
         # Train batches are grouped by length by the Trainer; evaluation batches of sorted rows pad less,
         # and no metric depends on row order.
-        return rows if split == "train" else rows.sort("length")
+        return rows if split == "train" else rows.select(np.argsort(rows["length"], kind="stable"))
 
     stages = {}
     common = {"seed": config.seed, "bf16": bf16, "resume": resume}
