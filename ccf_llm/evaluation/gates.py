@@ -31,15 +31,10 @@ def gate_statistics(
     for start in range(0, len(rows), batch_size):
         chunk = rows.select(range(start, min(start + batch_size, len(rows))))
         batch = {k: v.to(device) for k, v in processor.pad(list(chunk)).items()}
-        _, _, item_gates = (
-            model.embed_hybrid_prompt(  # the gates need the prompt's embeddings, not the backbone
-                batch["input_ids"],
-                batch.get("user_ids"),
-                batch["item_ids"],
-                batch.get("history_ids"),
-                batch["title_index"],
-            )
-        )
+        inputs = [
+            batch.get(key) for key in ("input_ids", "user_ids", "item_ids", "history_ids", "title_index")
+        ]
+        _, _, item_gates = model.embed_hybrid_prompt(*inputs)  # the fused embeddings only: no backbone pass
         gates = item_gates[:, 0].float().cpu().numpy()  # slot 0 = candidate
         warm = np.asarray(chunk["not_cold"]).astype(bool)
         for name, mask in (("warm", warm), ("cold", ~warm)):

@@ -138,10 +138,7 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
 
     @functools.cache
     def encoded(proc, split: str):
-        rows = encode_dataset(data.splits[split], proc, desc=f"tokenizing {split}")
-        # Train batches are grouped by length by the Trainer; evaluation batches of sorted rows pad less,
-        # and no metric depends on row order.
-        return rows if split == "train" else rows.select(np.argsort(rows["length"], kind="stable"))
+        return encode_dataset(data.splits[split], proc, desc=f"tokenizing {split}")
 
     stages = {}
     common = {"seed": config.seed, "bf16": bf16, "resume": resume}

@@ -37,6 +37,12 @@ def encode_dataset(dataset: Dataset, processor: CCFLLMProcessor, desc: str) -> D
     return dataset.map(encode, remove_columns=[c for c in dataset.column_names if c not in keep], desc=desc)
 
 
+def length_order(dataset: Dataset) -> np.ndarray:
+    """Rows by prompt length (stable): evaluation batches of similar lengths pad less. Training batches are
+    grouped by the Trainer's length-grouped sampler instead, which keeps them shuffled."""
+    return np.argsort(dataset["length"], kind="stable")
+
+
 def make_collator(processor: CCFLLMProcessor):
     def collate(rows: list[dict]):
         return processor.pad(rows, labels=[row["label"] for row in rows])
@@ -157,6 +163,7 @@ def run_stage(
     if done.is_file():
         model.load_state_dict(load_file(done), strict=False)
         return {"skipped": True, "trainable": len(trainable)}
+    valid = valid.select(length_order(valid))  # no metric depends on row order
     trainer = CTRTrainer(
         model=model,
         args=training_arguments(stage, output_dir, len(train), seed, bf16),
@@ -210,4 +217,7 @@ def predict_scores(
         use_cpu=cpu_processes(),
     )
     trainer = Trainer(model=model, args=args, data_collator=make_collator(processor))
-    return np.asarray(trainer.predict(dataset).predictions).reshape(-1)
+    order = length_order(dataset)
+    scores = np.empty(len(dataset), dtype=np.float32)
+    scores[order] = np.asarray(trainer.predict(dataset.select(order)).predictions).reshape(-1)
+    return scores
