@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import os
 import re
@@ -29,6 +30,20 @@ def ml1m_dir() -> Path:
             pytest.fail(f"{reason} and CCF_REQUIRE_SHARED_DATA=1")
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture(scope="session")
+def load_script() -> Callable[[str], object]:
+    """``load_script("train")`` imports ``scripts/train.py`` as a module (``scripts/`` is not a package)."""
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"{name}_script", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 def _lines(sep: str, rows: Iterable[Sequence[object]]) -> list[str]:

@@ -131,27 +131,26 @@ def test_mf_bias_on_ml1m_beats_popularity_floor(ml1m_dir):
     assert run.test["n_users_uauc"] > 200
 
 
-def test_score_cf_script_reproduces_the_cf_run_on_the_config_rows(runs, tiny, tmp_path, monkeypatch):
+def test_score_cf_script_reproduces_the_cf_run_on_the_config_rows(
+    runs, tiny, tmp_path, monkeypatch, load_script
+):
     """scripts/score_cf.py scores the tables on an LLM config's rows: on all rows it gives the CF run's own
     numbers; with a sample it scores (and says) just the sampled rows."""
     import json
-    import runpy
     import sys
-    from pathlib import Path
 
     import yaml
 
     save_cf_tables(runs["mf_bias"], tmp_path / "cf")
     tiny.save(tmp_path / "data")
     results = tmp_path / "results.json"
+    score_cf = load_script("score_cf")
     for name, limit in (("all", None), ("sample", 10)):
         config = {"data": str(tmp_path / "data"), "results": str(results), "max_test_rows": limit}
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
         argv = ["score_cf.py", "--cf-dir", str(tmp_path / "cf"), "--config", str(tmp_path / f"{name}.yaml")]
         monkeypatch.setattr(sys, "argv", [*argv, "--method", name])
-        runpy.run_path(
-            str(Path(__file__).resolve().parents[1] / "scripts" / "score_cf.py"), run_name="__main__"
-        )
+        score_cf.main()
     rows = {row["method"]: row for row in json.loads(results.read_text())["rows"]}
     assert rows["all"]["test"]["auc"] == pytest.approx(runs["mf_bias"].test["auc"], abs=1e-4)
     assert rows["all"]["test"]["uauc"] == pytest.approx(runs["mf_bias"].test["uauc"], abs=1e-4)

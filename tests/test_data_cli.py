@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from ccf_llm.data import load_split
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "prepare_data.py"
-
 
 @pytest.fixture(scope="module")
-def prepare_data():
-    spec = importlib.util.spec_from_file_location("prepare_data", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def prepare_data(load_script):
+    return load_script("prepare_data")
 
 
 def test_movielens_source_prints_summary_and_saves(

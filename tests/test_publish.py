@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -37,7 +36,6 @@ ROW = {
     "valid": {"auc": 0.6123, "uauc": 0.5511},
     "test": {"auc": 0.6234, "uauc": 0.5812, "auc_warm": 0.6401, "auc_cold": None},
 }
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -138,14 +136,14 @@ def test_existing_folder_is_kept_unless_overwrite(run_dir: Path, published: Path
     assert not [path.name for path in published.parent.iterdir() if path.name.startswith(".published")]
 
 
-def test_push_is_refused_before_anything_is_written(run_dir: Path, tmp_path: Path, monkeypatch) -> None:
+def test_push_is_refused_before_anything_is_written(
+    run_dir: Path, tmp_path: Path, monkeypatch, load_script
+) -> None:
     out = tmp_path / "never"
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(HubAccessError, match="HF_HUB_OFFLINE"):
         publish(run_dir, out, push_to_hub="org/name")
-    spec = importlib.util.spec_from_file_location("publish_script", REPO / "scripts" / "publish.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("publish")
     with pytest.raises(SystemExit, match="HF_HUB_OFFLINE"):
         script.main([str(run_dir), "--out", str(out), "--push-to-hub", "org/name"])
     monkeypatch.delenv("HF_HUB_OFFLINE")

@@ -9,7 +9,6 @@ check, so they run while the in-process checks do.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -373,11 +372,8 @@ def test_unknown_fusion_and_settings_are_named(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def train_cli():
-    spec = importlib.util.spec_from_file_location("train_script", TRAIN_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def train_cli(load_script):
+    return load_script("train")
 
 
 @pytest.mark.parametrize(
