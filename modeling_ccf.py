@@ -287,7 +287,7 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
             item_gates=item_gates if output_gates else None,
         )
 
-    # --- ranking many candidates for one user --------------------------------------------------------
+    # --- prompts that share a prefix: computed once, reused through the KV cache ---------------------
 
     @torch.no_grad()
     def rank_candidates(self, prefix: dict, candidates: dict) -> torch.Tensor:
@@ -297,6 +297,69 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
         N right-padded suffixes (candidate title, its ``<item>`` and the question). Equals scoring the N
         full prompts one by one.
         """
+        count = candidates["input_ids"].shape[0]
+        return self._score_suffixes(prefix, candidates, prefix["input_ids"].new_zeros(count))
+
+    @torch.no_grad()
+    def score_shared_prefixes(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        title_index: torch.Tensor,
+        item_ids: torch.Tensor,
+        user_ids: torch.Tensor | None = None,
+        history_ids: torch.Tensor | None = None,
+        **unused,
+    ) -> torch.Tensor:
+        """``forward(...).logits`` of a batch of full prompts, computing each distinct prefix (everything before
+        the candidate's title: instruction, history, ``<user>``) once. A user's rows with the same history share
+        one: 1.8 rows per prefix on ML-1M's valid and test splits, so evaluation does ~1.6x fewer tokens."""
+        batch = input_ids.shape[0]
+        user_ids = user_ids if user_ids is not None else input_ids.new_zeros(batch)
+        history_ids = history_ids if history_ids is not None else input_ids.new_zeros(batch, 0)
+        prefixes: dict[tuple, int] = {}
+        prefix_rows, suffix_rows, prefix_of = [], [], []
+        for row in range(batch):
+            real = attention_mask[row].bool()
+            ids, slots = input_ids[row][real], title_index[row][real]
+            candidate = (slots == 0).nonzero()
+            if len(candidate) == 0:
+                raise ValueError(
+                    f"row {row} has no candidate title (title_index 0); build it with CCFLLMProcessor"
+                )
+            cut = int(candidate[0])
+            key = (tuple(ids[:cut].tolist()), int(user_ids[row]), tuple(history_ids[row].tolist()))
+            if key not in prefixes:
+                prefixes[key] = len(prefixes)
+                prefix_rows.append((ids[:cut], slots[:cut], row))
+            prefix_of.append(prefixes[key])
+            suffix_rows.append((ids[cut:], slots[cut:]))
+
+        def pad(sequences: list[torch.Tensor], value: int, side: str) -> torch.Tensor:
+            return nn.utils.rnn.pad_sequence(
+                sequences, batch_first=True, padding_value=value, padding_side=side
+            )
+
+        def padded_rows(rows: list[tuple], side: str) -> dict:
+            ids, slots = [r[0] for r in rows], [r[1] for r in rows]
+            return {
+                "input_ids": pad(ids, 0, side),
+                "title_index": pad(slots, -1, side),
+                "attention_mask": pad([torch.ones_like(r) for r in ids], 0, side),
+            }
+
+        owners = [row for _, _, row in prefix_rows]
+        prefix = {
+            **padded_rows(prefix_rows, "left"),
+            "user_ids": user_ids[owners],
+            "history_ids": history_ids[owners],
+            "item_ids": item_ids.new_zeros(len(owners)),  # the candidate is in the suffix
+        }
+        suffix = {**padded_rows(suffix_rows, "right"), "item_ids": item_ids}
+        return self._score_suffixes(prefix, suffix, torch.tensor(prefix_of, device=input_ids.device))
+
+    def _score_suffixes(self, prefix: dict, suffix: dict, prefix_of: torch.Tensor) -> torch.Tensor:
+        """Scores of right-padded ``suffix`` rows, row i continuing left-padded ``prefix`` row ``prefix_of[i]``."""
         decoder = self.backbone.base_model
         cache_name = (
             "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
@@ -308,25 +371,28 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
             prefix.get("history_ids"),
             prefix.get("title_index"),
         )
-        prefix_length = prefix["input_ids"].shape[1]
-        positions = torch.arange(prefix_length, device=prefix_embeds.device).unsqueeze(0)
-        cache = decoder(inputs_embeds=prefix_embeds, position_ids=positions, use_cache=True)[cache_name]
-        count = candidates["input_ids"].shape[0]
-        cache.batch_repeat_interleave(count)
+        prefix_mask = prefix.get("attention_mask", torch.ones_like(prefix["input_ids"]))
+        cache = decoder(
+            inputs_embeds=prefix_embeds,
+            attention_mask=prefix_mask,
+            position_ids=(prefix_mask.cumsum(-1) - 1).clamp(min=0),
+            use_cache=True,
+        )[cache_name]
+        cache.batch_select_indices(prefix_of)
         embeds, _, _ = self.embed_hybrid_prompt(
-            candidates["input_ids"], None, candidates["item_ids"], None, candidates.get("title_index")
+            suffix["input_ids"], None, suffix["item_ids"], None, suffix.get("title_index")
         )
-        suffix_mask = candidates["attention_mask"]
-        attention_mask = torch.cat([suffix_mask.new_ones(count, prefix_length), suffix_mask], dim=1)
+        suffix_mask = suffix["attention_mask"]
         hidden = decoder(
             inputs_embeds=embeds,
-            attention_mask=attention_mask,
-            position_ids=prefix_length + (suffix_mask.cumsum(-1) - 1).clamp(min=0),
+            attention_mask=torch.cat([prefix_mask[prefix_of], suffix_mask], dim=1),
+            position_ids=prefix_mask.sum(-1)[prefix_of].unsqueeze(-1)
+            + (suffix_mask.cumsum(-1) - 1).clamp(min=0),
             use_cache=True,
             **{cache_name: cache},
         ).last_hidden_state
         last = last_token_index(suffix_mask)
-        return self.score(hidden[torch.arange(count, device=hidden.device), last]).float()
+        return self.score(hidden[torch.arange(hidden.shape[0], device=hidden.device), last]).float()
 
 
 CCFLLMForCTR.register_for_auto_class("AutoModel")

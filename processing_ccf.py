@@ -180,6 +180,14 @@ class CCFLLMProcessor:
             "user_id": int(user_id),
         }
 
+    @staticmethod
+    def evaluation_sort_key(encoded: dict) -> tuple:
+        """Sort key of an :meth:`encode` result: prompts with one prefix (user and history) sort together,
+        prefixes short to long, then by length. Batches cut from that order pad little, and
+        ``CCFLLMForCTR.score_shared_prefixes`` computes each prefix once."""
+        prefix_length = encoded["title_index"].index(0)  # the candidate's first title token
+        return prefix_length, encoded["user_id"], tuple(encoded["history_ids"]), len(encoded["input_ids"])
+
     def encode_ranking(
         self, history: list[Item], candidates: list[Item], user_id: int = 0
     ) -> tuple[BatchFeature, BatchFeature]:

@@ -257,6 +257,22 @@ def sample_rows(data: Data, count: int, seed: int) -> list[dict]:
     return [data.rows[i] for i in rng.sample(range(len(data.rows)), min(count, len(data.rows)))]
 
 
+def sample_users(data: Data, count: int, seed: int) -> list[dict]:
+    """Every row of users drawn at random, until ``count`` rows: a split in miniature, where a user's rows
+    with the same history share a prompt prefix (random rows would hardly ever share one)."""
+    by_user: dict[int, list[dict]] = {}
+    for row in data.rows:
+        by_user.setdefault(row["uid"], []).append(row)
+    users = sorted(by_user)
+    random.Random(seed).shuffle(users)
+    rows: list[dict] = []
+    for user in users:
+        if len(rows) >= count:
+            break
+        rows.extend(by_user[user])
+    return rows[:count]
+
+
 # --- backbones and models ----------------------------------------------------------------------------
 
 
@@ -367,19 +383,20 @@ def ours_batches(
     vocab_size: int,
     grouped: bool = True,
     seed: int = 0,
+    sort_key: Callable[[dict], object] = lambda row: len(row["input_ids"]),
 ) -> list[dict]:
     """``count`` batches for CCFLLMForCTR from a pool of rows.
 
-    Grouped: the pool sorted by prompt length and cut into batches, of which ``count`` evenly spaced ones
-    (short to long) are taken in random order, a fair sample of an epoch of length-grouped batches.
-    Ungrouped: random batches, padded to their longest row.
+    Grouped: the pool sorted by ``sort_key`` of the encoded rows (default: prompt length) and cut into
+    batches, of which ``count`` evenly spaced ones (short to long) are taken in random order, a fair sample
+    of an epoch of length-grouped batches. Ungrouped: random batches, padded to their longest row.
     """
     encoded = encode_rows(processor, rows)
     labels = [row["label"] for row in rows]
     order = list(range(len(rows)))
     rng = random.Random(seed)
     if grouped:
-        order.sort(key=lambda i: len(encoded[i]["input_ids"]))
+        order.sort(key=lambda i: sort_key(encoded[i]))
     else:
         rng.shuffle(order)
     chunks = [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]

@@ -1,9 +1,12 @@
-"""Scoring samples/s: our last-position Yes/No head vs the plain full-vocabulary forward, same rows, same run.
+"""Scoring samples/s: how we evaluate a split vs the plain full-vocabulary forward, same rows, same run.
 
-Plain: the HF causal LM + LoRA, full logits at every position, random-order batches padded to their
-longest row, fp32 weights (+ bf16 autocast on GPU). Ours: CCFLLMForCTR, length-sorted batches, bf16
-weights on GPU (fp32 on CPU), on text prompts (like for like: ``ratio``) and on hybrid prompts (what
-stage 2 scores; longer prompts). No gradients on either side; variants run interleaved.
+Rows: every row of randomly drawn test users (a split in miniature). Plain: the HF causal LM + LoRA, full
+logits at every position, random-order batches padded to their longest row, fp32 weights (+ bf16 autocast
+on GPU). Ours (``ratio``): CCFLLMForCTR's ``score_shared_prefixes`` on batches in evaluation order (rows of
+one prefix together, short to long), each distinct prefix computed once; bf16 weights on GPU (fp32 on CPU).
+Levers apart: ``forward`` (the Yes/No head on the last position, length-sorted batches, every prompt in
+full). On text prompts (like for like) and hybrid prompts (what stage 2 scores; longer). No gradients on
+either side; variants run interleaved.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from benchmarks import common
+from processing_ccf import CCFLLMProcessor
 
 TARGET = 3.0
 
@@ -33,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     tokenizer = common.load_tokenizer(args)
     data = common.load_data(args.tiny, "test")
-    pool = common.sample_rows(data, 50 * batch_size, args.seed)
+    pool = common.sample_users(data, 50 * batch_size, args.seed)
     dtype = torch.bfloat16 if cuda else torch.float32
     backbone = common.make_backbone(args, tokenizer, dtype)
     vocab = backbone.config.vocab_size
@@ -45,22 +49,24 @@ def main(argv: list[str] | None = None) -> dict:
     def unlabelled(batches: list[dict]) -> list[dict]:
         return [{key: value for key, value in batch.items() if key != "labels"} for batch in batches]
 
+    text = processor.with_settings(hybrid=False)
+    shared_order = CCFLLMProcessor.evaluation_sort_key
     variants: common.Variants = {
         "plain": (
             lambda batch: common.plain_scores(plain, batch, yes, no),
             common.plain_batches(processor, pool, batch_size, steps, vocab, False, args.seed),
         ),
-        "text": (
-            lambda batch: ours(**batch).logits,
-            unlabelled(
-                common.ours_batches(processor.with_settings(hybrid=False), pool, batch_size, steps, vocab)
-            ),
-        ),
-        "hybrid": (
-            lambda batch: ours(**batch).logits,
-            unlabelled(common.ours_batches(processor, pool, batch_size, steps, vocab)),
-        ),
     }
+    for name, prompts in (("text", text), ("hybrid", processor)):
+        variants[f"{name}_forward"] = (
+            lambda batch: ours(**batch).logits,
+            unlabelled(common.ours_batches(prompts, pool, batch_size, steps, vocab)),
+        )
+        variants[name] = (
+            lambda batch: ours.score_shared_prefixes(**batch),
+            unlabelled(common.ours_batches(prompts, pool, batch_size, steps, vocab, sort_key=shared_order)),
+        )
+    prefixes = {shared_order(row)[:3] for row in common.encode_rows(text, pool)}
     warmup = common.warmup_rounds(steps, args.warmup)
     with torch.inference_mode(), common.autocast(cuda):
         timings = common.interleave(variants, warmup, steps)
@@ -72,6 +78,9 @@ def main(argv: list[str] | None = None) -> dict:
             "ratio": round(speed["text"] / speed["plain"], 3),
             "target": f">= {TARGET}x plain",
             "hybrid_ratio": round(speed["hybrid"] / speed["plain"], 3),
+            "forward_ratio": round(speed["text_forward"] / speed["plain"], 3),
+            "hybrid_forward_ratio": round(speed["hybrid_forward"] / speed["plain"], 3),
+            "rows_per_prefix": round(len(pool) / len(prefixes), 2),
             "samples_per_s": {name: round(value, 2) for name, value in speed.items()},
             "seconds": {name: round(t.seconds, 3) for name, t in timings.items()},
             "cold_seconds": {name: round(t.cold_seconds, 3) for name, t in timings.items()},

@@ -14,6 +14,9 @@ from pathlib import Path
 from ccf_llm.evaluation.plots import plot_gates, plot_roc, plot_training_curves
 
 MAIN_ROWS = ("TALLRec", "CoLLM", "CCF-LLM")
+CPU_SUFFIX = (
+    " (cpu-subsample)"  # "CCF-LLM (cpu-subsample)" is a CCF-LLM run; "CCF-LLM (add) (cpu-subsample)" is not
+)
 
 
 def main() -> None:
@@ -25,13 +28,13 @@ def main() -> None:
     runs = {}
     for metrics in sorted(args.runs_dir.glob("*/metrics.json")):
         method = json.loads(metrics.read_text())["row"]["method"]
-        if method.split(" (")[0] in MAIN_ROWS:  # "CCF-LLM (cpu-subsample)" is a CCF-LLM run too
+        if method.removesuffix(CPU_SUFFIX) in MAIN_ROWS:
             runs[method] = metrics.parent
     if not runs:
         raise SystemExit(f"no finished runs of {MAIN_ROWS} under {args.runs_dir}")
     print(plot_roc(runs, args.out / f"{args.prefix}roc.png"))
     print(plot_training_curves(runs, args.out / f"{args.prefix}training_curves.png"))
-    ccf = [folder for method, folder in runs.items() if method.startswith("CCF-LLM")]
+    ccf = [folder for method, folder in runs.items() if method.removesuffix(CPU_SUFFIX) == "CCF-LLM"]
     gates = (ccf[0] if ccf else Path()) / "gates.json"
     if gates.is_file() and json.loads(gates.read_text()):
         print(plot_gates(gates, args.out / f"{args.prefix}gates_warm_vs_cold.png"))

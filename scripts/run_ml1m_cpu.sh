@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
-# The ML-1M rows under the CPU protocol (configs/ml1m-cpu.yaml): TALLRec first (its LoRA is stage 1 of
-# the others), then CCF-LLM and CoLLM. Logs in outputs/ml1m-cpu/; rows upserted into results/ml1m.json.
+# The ML-1M rows under the CPU protocol (configs/ml1m-cpu.yaml), one run at a time: TALLRec first (its LoRA
+# is stage 1 of every other row), then CCF-LLM, CoLLM and the ablations (~30 min each on 2 cores; MAIN_ONLY=1
+# skips the ablations). Logs in outputs/ml1m-cpu/; each run upserts its row into results/ml1m.json.
 set -euo pipefail
 mkdir -p outputs/ml1m-cpu
 cfg=configs/ml1m-cpu.yaml
 python scripts/train.py --config "$cfg" --fusion text_only --method "TALLRec (cpu-subsample)" \
   --output-dir outputs/ml1m-cpu/tallrec > outputs/ml1m-cpu/tallrec.log 2>&1
-python scripts/train.py --config "$cfg" --init-from outputs/ml1m-cpu/tallrec > outputs/ml1m-cpu/ccf-llm.log 2>&1
-python scripts/train.py --config "$cfg" --fusion cf_only --method "CoLLM (cpu-subsample)" \
-  --init-from outputs/ml1m-cpu/tallrec --output-dir outputs/ml1m-cpu/collm > outputs/ml1m-cpu/collm.log 2>&1
+stage2() {
+  local name=$1; shift
+  python scripts/train.py --config "$cfg" --init-from outputs/ml1m-cpu/tallrec \
+    --output-dir "outputs/ml1m-cpu/$name" "$@" > "outputs/ml1m-cpu/$name.log" 2>&1
+}
+stage2 ccf-llm
+stage2 collm --fusion cf_only --method "CoLLM (cpu-subsample)"
+if [ -z "${MAIN_ONLY:-}" ]; then
+  stage2 scalar-gate --fusion scalar_gate --method "CCF-LLM (scalar gate) (cpu-subsample)"
+  stage2 add --fusion add --method "CCF-LLM (add) (cpu-subsample)"
+  stage2 concat --fusion concat --method "CCF-LLM (concat) (cpu-subsample)"
+  stage2 no-history-tokens --set history_item_tokens=false \
+    --method "CCF-LLM (no history <item> tokens) (cpu-subsample)"
+fi

@@ -18,10 +18,11 @@ import time
 import pandas as pd
 
 from ccf_llm.cf import METHOD_NAMES, load_cf_tables
+from ccf_llm.data import load_named
 from ccf_llm.evaluation import split_metrics, upsert_result
 from ccf_llm.metrics import ctr_metrics
 from ccf_llm.training import ExperimentConfig
-from ccf_llm.training.run import load_data, subsample
+from ccf_llm.training.run import subsample
 
 
 def main() -> None:
@@ -36,7 +37,7 @@ def main() -> None:
     if info["model"] == "din":
         parser.error(f"{args.cf_dir}: DIN scores with an MLP; its tables' dot product is not its logit")
     config = ExperimentConfig.from_yaml(args.config)
-    full = load_data(config)
+    full = load_named(config.data, config.data_dir)
     rows = subsample(config, full).splits
     metrics = {}
     for split in ("valid", "test"):

@@ -23,11 +23,10 @@ import torch
 import yaml
 
 from ccf_llm.cf import DEFAULT_SETTINGS, METHOD_NAMES, grid_search, save_cf_tables, train_cf
-from ccf_llm.data import load_split
+from ccf_llm.data import SHARED_ML1M, load_named
 from ccf_llm.evaluation import split_metrics, upsert_result
 
 ROOT = Path(__file__).resolve().parents[1]
-ML1M_DIR = ROOT.parent / "shared" / "data" / "ml-1m"
 
 
 def parse_args() -> argparse.Namespace:
@@ -48,7 +47,7 @@ def parse_args() -> argparse.Namespace:
         "--data", default="ml1m", choices=["ml1m", "default"], help="default: RecBole's ml-100k"
     )
     parser.add_argument(
-        "--data-dir", type=Path, help=f"ML-1M split folder (default {ML1M_DIR} or $CCF_ML1M_DIR)"
+        "--data-dir", type=Path, help=f"ML-1M split folder (default {SHARED_ML1M} or $CCF_ML1M_DIR)"
     )
     parser.add_argument(
         "--out", type=Path, required=True, help="folder for cf_tables.safetensors + cf_config.json"
@@ -77,12 +76,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     name = "mf_bias" if args.bias else args.model
     overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
-    if args.data == "ml1m":
-        data = load_split(args.data_dir or os.environ.get("CCF_ML1M_DIR") or ML1M_DIR)
-    else:
-        from ccf_llm.data.recbole_default import load_default
-
-        data = load_default()
+    data = load_named(args.data, args.data_dir)
 
     start = time.perf_counter()
     if args.grid:

@@ -387,6 +387,38 @@ def test_rank_candidates_equals_scoring_full_prompts(arch: str) -> None:
     torch.testing.assert_close(ranked, full, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("hybrid", [True, False])
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_score_shared_prefixes_equals_forward(arch: str, side: str, hybrid: bool) -> None:
+    """Rows 0, 2 and 4 share a prefix (user 1, history [1, 2, 3]); row 3 has the same history but another
+    user (another <user> vector), rows 1 and 5 their own: every row's score equals the full forward's."""
+    model, processor = tiny_model(arch, "gate")
+    randomize_lora(model)
+    model.eval()
+    processor = processor.with_settings(padding_side=side, hybrid=hybrid)
+    prompts = [
+        ([1, 2, 3], 4, 1),
+        ([5], 6, 2),
+        ([1, 2, 3], 5, 1),
+        ([1, 2, 3], 8, 2),
+        ([1, 2, 3], UNKNOWN_TITLE, 1),
+        PROMPTS[3],
+    ]
+    inputs = make_batch(processor, prompts)
+    shared = model.score_shared_prefixes(**inputs)
+    torch.testing.assert_close(shared, scores(model, inputs), atol=1e-5, rtol=0)
+    assert shared.std() > 0
+
+
+def test_score_shared_prefixes_needs_the_candidate_title() -> None:
+    model, processor = tiny_model("llama", "gate")
+    inputs = make_batch(processor)
+    inputs["title_index"][1] = inputs["title_index"][1].clamp(max=-1)
+    with pytest.raises(ValueError, match="row 1 has no candidate title"):
+        model.score_shared_prefixes(**inputs)
+
+
 def test_unknown_items_and_users_get_their_text_vectors() -> None:
     model, processor = tiny_model("llama", "gate")
     model.eval()

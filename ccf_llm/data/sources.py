@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from .amazon import process_amazon_book
@@ -11,6 +12,19 @@ from .recbole_default import load_default
 from .schema import CTRData, load_split
 
 SOURCES = ("split", "movielens", "amazon", "default")
+SHARED_ML1M = (
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-1m"
+)  # the team's copy, beside the repo
+
+
+def load_named(name: str, data_dir: str | os.PathLike | None = None) -> CTRData:
+    """A data set as configs and scripts name it: ``default`` (RecBole's bundled ml-100k), ``ml1m`` (the CoLLM
+    split in ``data_dir``, else ``$CCF_ML1M_DIR``, else the shared copy) or the path of a saved split folder."""
+    if name == "default":
+        return load_default()
+    if name == "ml1m":
+        return load_split(data_dir or os.environ.get("CCF_ML1M_DIR") or SHARED_ML1M)
+    return load_split(name)
 
 
 def load_source(
@@ -45,4 +59,4 @@ def load_source(
     return process_movielens(path, **options)
 
 
-__all__ = ["SOURCES", "load_source"]
+__all__ = ["SHARED_ML1M", "SOURCES", "load_named", "load_source"]

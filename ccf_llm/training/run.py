@@ -18,28 +18,14 @@ from transformers import set_seed
 from modeling_ccf import CCFLLMForCTR
 
 from ..build import build_model, load_backbone
-from ..data import CTRData, load_split
+from ..data import CTRData, load_named
 from ..evaluation import split_metrics, upsert_result
 from ..evaluation.gates import gate_statistics
 from ..metrics import ctr_metrics
 from .config import ExperimentConfig
 from .trainer import TRAINABLE_FILE, encode_dataset, predict_scores, run_stage, world_size
 
-SHARED_ML1M = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ml-1m"
 MODEL_DIR = "model"
-
-
-def load_data(config: ExperimentConfig) -> CTRData:
-    """The configured data set, whole (CF models train on all of it; see :func:`subsample` for the LLM)."""
-    if config.data == "default":
-        from ..data import load_default
-
-        data = load_default()
-    elif config.data == "ml1m":
-        data = load_split(config.data_dir or os.environ.get("CCF_ML1M_DIR", SHARED_ML1M))
-    else:
-        data = load_split(config.data)
-    return data
 
 
 def subsample(config: ExperimentConfig, data: CTRData) -> CTRData:
@@ -102,7 +88,7 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
     set_seed(config.seed)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    full_data = load_data(config)
+    full_data = load_named(config.data, config.data_dir)
     data = subsample(config, full_data)
     needs_cf = config.fusion != "text_only"
     users, items, cf_name = cf_tables(config, full_data) if needs_cf else (None, None, None)

@@ -37,10 +37,12 @@ def encode_dataset(dataset: Dataset, processor: CCFLLMProcessor, desc: str) -> D
     return dataset.map(encode, remove_columns=[c for c in dataset.column_names if c not in keep], desc=desc)
 
 
-def length_order(dataset: Dataset) -> np.ndarray:
-    """Rows by prompt length (stable): evaluation batches of similar lengths pad less. Training batches are
-    grouped by the Trainer's length-grouped sampler instead, which keeps them shuffled."""
-    return np.argsort(dataset["length"], kind="stable")
+def evaluation_order(dataset: Dataset) -> np.ndarray:
+    """Rows in ``CCFLLMProcessor.evaluation_sort_key`` order (rows of one prompt prefix together, short to long).
+    Training batches are grouped by the Trainer's length-grouped sampler instead, which keeps them shuffled."""
+    rows = dataset.select_columns(["input_ids", "title_index", "user_id", "history_ids"])
+    keys = [CCFLLMProcessor.evaluation_sort_key(row) for row in rows]
+    return np.asarray(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
 
 
 def make_collator(processor: CCFLLMProcessor):
@@ -73,13 +75,24 @@ class NaNGuard(TrainerCallback):
 
 
 class CTRTrainer(Trainer):
-    """The ``Trainer``, except that evaluation keeps dataset order: transformers 5 groups evaluation rows by
-    length whenever training does, which would pair scores with other rows' users in UAUC and warm/cold AUC."""
+    """The ``Trainer``, except in evaluation: rows keep dataset order (transformers 5 groups evaluation rows by
+    length whenever training does, which would pair scores with other rows' users in UAUC and warm/cold AUC),
+    and rows that share a prompt prefix compute it once (``CCFLLMForCTR.score_shared_prefixes``)."""
 
     def _get_eval_sampler(self, eval_dataset: Dataset) -> Sampler | None:
         if self.args.world_size > 1:
             return None  # accelerate shards in order; the gather drops its padding rows
         return SequentialSampler(eval_dataset)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        labels = inputs.get("labels")
+        with torch.no_grad(), self.compute_loss_context_manager():
+            logits = self.accelerator.unwrap_model(model).score_shared_prefixes(**inputs)
+        loss = None
+        if labels is not None:
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        return (loss, None, None) if prediction_loss_only else (loss, logits, labels)
 
 
 def training_arguments(
@@ -163,7 +176,7 @@ def run_stage(
     if done.is_file():
         model.load_state_dict(load_file(done), strict=False)
         return {"skipped": True, "trainable": len(trainable)}
-    valid = valid.select(length_order(valid))  # no metric depends on row order
+    valid = valid.select(evaluation_order(valid))  # no metric depends on row order
     trainer = CTRTrainer(
         model=model,
         args=training_arguments(stage, output_dir, len(train), seed, bf16),
@@ -216,8 +229,8 @@ def predict_scores(
         disable_tqdm=False,
         use_cpu=cpu_processes(),
     )
-    trainer = Trainer(model=model, args=args, data_collator=make_collator(processor))
-    order = length_order(dataset)
+    trainer = CTRTrainer(model=model, args=args, data_collator=make_collator(processor))
+    order = evaluation_order(dataset)
     scores = np.empty(len(dataset), dtype=np.float32)
     scores[order] = np.asarray(trainer.predict(dataset.select(order)).predictions).reshape(-1)
     return scores
