@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from datasets import Dataset
 
 from ccf_llm.main_job import run_main_job
+from ccf_llm.testing.make_tiny import tiny_model
 from ccf_llm.testing.tiny_run import tiny_run_settings, write_tiny_run_inputs
 from ccf_llm.training import ExperimentConfig, run_experiment
-from ccf_llm.training.trainer import TRAINABLE_FILE
+from ccf_llm.training.trainer import TRAINABLE_FILE, evaluation_order
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +146,22 @@ def test_evaluation_during_training_pairs_scores_with_their_users(finished: tupl
     (best,) = [entry for entry in state["log_history"] if "eval_uauc" in entry and entry["step"] == best_step]
     assert best["eval_auc"] == pytest.approx(summary["row"]["valid"]["auc"], abs=1e-4)
     assert best["eval_uauc"] == pytest.approx(summary["row"]["valid"]["uauc"], abs=1e-4)
+
+
+def test_evaluation_order_puts_the_rows_of_one_prompt_prefix_together() -> None:
+    """Rows of one prefix (user and history) must be neighbours for ``score_shared_prefixes`` to share it."""
+    _, processor = tiny_model("llama", "gate")
+    prompts = [([1, 2], 3, 1), ([4], 5, 2), ([1, 2], 6, 2), ([1, 2], 7, 1), ([4], 8, 2), ([1, 2], 4, 1)]
+    rows = [processor.encode(history, candidate, user) for history, candidate, user in prompts]
+    dataset = Dataset.from_list([{**row, "length": len(row["input_ids"])} for row in rows])
+    order = evaluation_order(dataset).tolist()
+    assert sorted(order) == list(range(len(prompts)))
+    prefixes = [(prompts[i][2], tuple(prompts[i][0])) for i in order]
+    runs = [
+        prefix
+        for position, prefix in enumerate(prefixes)
+        if position == 0 or prefix != prefixes[position - 1]
+    ]
+    assert len(runs) == len(set(prefixes)) == 3, prefixes
+    prefix_lengths = [rows[i]["title_index"].index(0) for i in order]
+    assert prefix_lengths == sorted(prefix_lengths)
