@@ -16,6 +16,7 @@ stage2 ccf-llm
 stage2 collm --fusion cf_only --method "CoLLM (cpu-subsample)"
 if [ -z "${MAIN_ONLY:-}" ]; then
   stage2 scalar-gate --fusion scalar_gate --method "CCF-LLM (scalar gate) (cpu-subsample)"
+  stage2 tune-lora --set stage2_tunes_lora=true --method "CCF-LLM (stage 2 also tunes LoRA) (cpu-subsample)"
   stage2 add --fusion add --method "CCF-LLM (add) (cpu-subsample)"
   stage2 concat --fusion concat --method "CCF-LLM (concat) (cpu-subsample)"
   stage2 no-history-tokens --set history_item_tokens=false \
