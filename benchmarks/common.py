@@ -457,6 +457,21 @@ def plain_batches(
     return batches
 
 
+def prefix_sharing(encoded: list[dict]) -> dict[str, float]:
+    """Rows per distinct prompt prefix, and how many fewer tokens scoring them takes with each prefix once."""
+    prefixes: dict[tuple, int] = {}
+    suffix_tokens = 0
+    for row in encoded:
+        prefix_length, *key, _ = CCFLLMProcessor.evaluation_sort_key(row)
+        prefixes[tuple(key)] = prefix_length
+        suffix_tokens += len(row["input_ids"]) - prefix_length
+    tokens = sum(len(row["input_ids"]) for row in encoded)
+    return {
+        "rows_per_prefix": round(len(encoded) / len(prefixes), 2),
+        "token_ratio": round(tokens / (sum(prefixes.values()) + suffix_tokens), 2),
+    }
+
+
 def token_stats(batches: list[dict]) -> dict[str, float]:
     """Real and padded tokens per row: how much of the compute is padding."""
     real = sum(int(b["attention_mask"].sum()) for b in batches)

@@ -66,7 +66,6 @@ def main(argv: list[str] | None = None) -> dict:
             lambda batch: ours.score_shared_prefixes(**batch),
             unlabelled(common.ours_batches(prompts, pool, batch_size, steps, vocab, sort_key=shared_order)),
         )
-    prefixes = {shared_order(row)[:3] for row in common.encode_rows(text, pool)}
     warmup = common.warmup_rounds(steps, args.warmup)
     with torch.inference_mode(), common.autocast(cuda):
         timings = common.interleave(variants, warmup, steps)
@@ -80,7 +79,10 @@ def main(argv: list[str] | None = None) -> dict:
             "hybrid_ratio": round(speed["hybrid"] / speed["plain"], 3),
             "forward_ratio": round(speed["text_forward"] / speed["plain"], 3),
             "hybrid_forward_ratio": round(speed["hybrid_forward"] / speed["plain"], 3),
-            "rows_per_prefix": round(len(pool) / len(prefixes), 2),
+            "prefix_sharing": {
+                "rows": common.prefix_sharing(common.encode_rows(text, pool)),
+                "whole_split": common.prefix_sharing(common.encode_rows(text, data.rows)),
+            },
             "samples_per_s": {name: round(value, 2) for name, value in speed.items()},
             "seconds": {name: round(t.seconds, 3) for name, t in timings.items()},
             "cold_seconds": {name: round(t.cold_seconds, 3) for name, t in timings.items()},
