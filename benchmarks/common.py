@@ -375,22 +375,28 @@ def encode_rows(processor: CCFLLMProcessor, rows: list[dict]) -> list[dict]:
     return [processor.encode(row["his"], row["iid"], row["uid"]) for row in rows]
 
 
+def timed_rows(processor: CCFLLMProcessor, pool: list[dict], batch_size: int, count: int) -> list[dict]:
+    """The rows every variant of a training benchmark runs on: the pool sorted by text-prompt length, cut into
+    batches, and ``count`` of them at evenly spaced, centred quantiles (neither end favoured), like an epoch
+    whose length-grouped sampler sorts pools of 50 batches. Each variant batches exactly these rows its own way."""
+    lengths = [len(ids["input_ids"]) for ids in encode_rows(processor.with_settings(hybrid=False), pool)]
+    order = sorted(range(len(pool)), key=lengths.__getitem__)
+    chunks = [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+    step = len(chunks) / count
+    return [pool[i] for k in range(count) for i in chunks[int((k + 0.5) * step)]]
+
+
 def ours_batches(
     processor: CCFLLMProcessor,
     rows: list[dict],
     batch_size: int,
-    count: int,
     vocab_size: int,
     grouped: bool = True,
     seed: int = 0,
     sort_key: Callable[[dict], object] = lambda row: len(row["input_ids"]),
 ) -> list[dict]:
-    """``count`` batches for CCFLLMForCTR from a pool of rows.
-
-    Grouped: the pool sorted by ``sort_key`` of the encoded rows (default: prompt length) and cut into
-    batches, of which ``count`` evenly spaced ones (short to long) are taken in random order, a fair sample
-    of an epoch of length-grouped batches. Ungrouped: random batches, padded to their longest row.
-    """
+    """Every row in batches for CCFLLMForCTR: grouped, the rows sorted by ``sort_key`` of the encoded rows
+    (default: prompt length), cut into batches taken in random order; ungrouped, random batches."""
     encoded = encode_rows(processor, rows)
     labels = [row["label"] for row in rows]
     order = list(range(len(rows)))
@@ -401,12 +407,10 @@ def ours_batches(
         rng.shuffle(order)
     chunks = [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
     if grouped:
-        step = len(chunks) / count
-        chunks = [chunks[int(i * step)] for i in range(count)]
         rng.shuffle(chunks)
     keep = (processor.user_token_id, processor.item_token_id)
     batches = []
-    for chunk in chunks[:count]:
+    for chunk in chunks:
         batch = processor.pad([encoded[i] for i in chunk], labels=[labels[i] for i in chunk])
         batch = {key: value.to(device()) for key, value in batch.items()}
         batch["history_ids"] = batch["history_ids"].long()  # pad() makes [[], ...] a float tensor
@@ -419,12 +423,11 @@ def plain_batches(
     processor: CCFLLMProcessor,
     rows: list[dict],
     batch_size: int,
-    count: int,
     vocab_size: int,
     with_answer: bool,
     seed: int = 0,
 ) -> list[dict]:
-    """Random batches for the plain loop: the text prompt (right-padded to the batch's longest row).
+    """Every row in random batches for the plain loop: the text prompt (right-padded to the batch's longest row).
 
     ``with_answer`` appends the answer token (" Yes"/" No") and labels only that position (CoLLM's
     loss: cross-entropy on the answer, -100 elsewhere).
@@ -434,10 +437,8 @@ def plain_batches(
     rows = rows[:]
     rng.shuffle(rows)
     batches = []
-    for start in range(0, batch_size * count, batch_size):
+    for start in range(0, len(rows) - batch_size + 1, batch_size):
         chunk = rows[start : start + batch_size]
-        if len(chunk) < batch_size:
-            break
         sequences = []
         for row in chunk:
             ids = text.encode(row["his"], row["iid"], row["uid"])["input_ids"]

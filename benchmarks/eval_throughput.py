@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     tokenizer = common.load_tokenizer(args)
     data = common.load_data(args.tiny, "test")
-    pool = common.sample_users(data, 50 * batch_size, args.seed)
+    rows = common.sample_users(data, steps * batch_size, args.seed)  # every variant scores each row once
     dtype = torch.bfloat16 if cuda else torch.float32
     backbone = common.make_backbone(args, tokenizer, dtype)
     vocab = backbone.config.vocab_size
@@ -54,17 +54,17 @@ def main(argv: list[str] | None = None) -> dict:
     variants: common.Variants = {
         "plain": (
             lambda batch: common.plain_scores(plain, batch, yes, no),
-            common.plain_batches(processor, pool, batch_size, steps, vocab, False, args.seed),
+            common.plain_batches(processor, rows, batch_size, vocab, False, args.seed),
         ),
     }
     for name, prompts in (("text", text), ("hybrid", processor)):
         variants[f"{name}_forward"] = (
             lambda batch: ours(**batch).logits,
-            unlabelled(common.ours_batches(prompts, pool, batch_size, steps, vocab)),
+            unlabelled(common.ours_batches(prompts, rows, batch_size, vocab)),
         )
         variants[name] = (
             lambda batch: ours.score_shared_prefixes(**batch),
-            unlabelled(common.ours_batches(prompts, pool, batch_size, steps, vocab, sort_key=shared_order)),
+            unlabelled(common.ours_batches(prompts, rows, batch_size, vocab, sort_key=shared_order)),
         )
     warmup = common.warmup_rounds(steps, args.warmup)
     with torch.inference_mode(), common.autocast(cuda):
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
             "forward_ratio": round(speed["text_forward"] / speed["plain"], 3),
             "hybrid_forward_ratio": round(speed["hybrid_forward"] / speed["plain"], 3),
             "prefix_sharing": {
-                "rows": common.prefix_sharing(common.encode_rows(text, pool)),
+                "rows": common.prefix_sharing(common.encode_rows(text, rows)),
                 "whole_split": common.prefix_sharing(common.encode_rows(text, data.rows)),
             },
             "samples_per_s": {name: round(value, 2) for name, value in speed.items()},

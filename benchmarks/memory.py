@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     text = processor.with_settings(hybrid=False)
     near, longest = rows_near(text, rows, args.batch_size, args.tokens)
     text_batch, longest_text, hybrid_batch = (
-        common.ours_batches(p, r, len(r), 1, vocab)[0]
+        common.ours_batches(p, r, len(r), vocab)[0]
         for p, r in ((text, near), (text, longest), (processor, near))
     )
     stage1, stage2 = ours_step(ours, "text", True), ours_step(ours, "fusion", True)

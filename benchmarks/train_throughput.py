@@ -92,9 +92,10 @@ def main(argv: list[str] | None = None) -> dict:
         model.train()
 
     text = processor.with_settings(hybrid=False)
-    grouped_text = common.ours_batches(text, pool, batch_size, steps, vocab, seed=args.seed)
-    hybrid = common.ours_batches(processor, pool, batch_size, steps, vocab, seed=args.seed)
-    plain_rows = common.plain_batches(processor, pool, batch_size, steps, vocab, True, args.seed)
+    rows = common.timed_rows(processor, pool, batch_size, steps)
+    grouped_text = common.ours_batches(text, rows, batch_size, vocab, seed=args.seed)
+    hybrid = common.ours_batches(processor, rows, batch_size, vocab, seed=args.seed)
+    plain_rows = common.plain_batches(processor, rows, batch_size, vocab, True, args.seed)
     variants: common.Variants = {
         "plain": (plain_step(plain_model, cuda), plain_rows),
         "stage1": (ours_step(ours, "text", cuda), grouped_text),
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     levers: list[tuple[str, str]] = []  # (label, variant), cumulative: each adds one speed-up
     if args.levers:
-        random_text = common.ours_batches(text, pool, batch_size, steps, vocab, grouped=False, seed=args.seed)
+        random_text = common.ours_batches(text, rows, batch_size, vocab, grouped=False, seed=args.seed)
         variants["head"] = (ours_step(ours32, "text", cuda), random_text)
         variants["grouped"] = (ours_step(ours32, "text", cuda), grouped_text)
         levers += [("head only", "head"), ("+ length grouping", "grouped")]
@@ -115,7 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
             compiled = torch.compile(copy.deepcopy(ours), dynamic=True)
             variants["compiled"] = (ours_step(compiled, "text", cuda), grouped_text)
             levers.append(("+ torch.compile", "compiled"))
-        big = common.ours_batches(text, pool, batch_size * args.big_batch, steps, vocab, seed=args.seed)
+        big_rows = common.timed_rows(processor, pool, batch_size * args.big_batch, steps)  # its own rows
+        big = common.ours_batches(text, big_rows, batch_size * args.big_batch, vocab, seed=args.seed)
         variants["big_batch"] = (ours_step(ours, "text", cuda), big)
         levers.append((f"+ batch x{args.big_batch}", "big_batch"))
 
