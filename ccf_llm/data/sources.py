@@ -12,9 +12,8 @@ from .recbole_default import load_default
 from .schema import CTRData, load_split
 
 SOURCES = ("split", "movielens", "amazon", "default")
-SHARED_ML1M = (
-    Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-1m"
-)  # the team's copy, beside the repo
+# The team's copy of the ML-1M split, in the folder beside the repository.
+SHARED_ML1M = Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-1m"
 
 
 def load_named(name: str, data_dir: str | os.PathLike | None = None) -> CTRData:
