@@ -375,22 +375,32 @@ def test_batch_equals_one_by_one(arch: str, side: str) -> None:
     assert batched.std() > 0  # rows differ, so a mix-up would show
 
 
+@pytest.mark.parametrize("chunk_size", [None, 1, 3])
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
-def test_rank_candidates_equals_scoring_full_prompts(arch: str) -> None:
+def test_rank_candidates_equals_scoring_full_prompts(arch: str, chunk_size: int | None) -> None:
+    """One call or length-sorted chunks (each trimmed to its longest suffix), right or left padded."""
     model, processor = tiny_model(arch, "gate")
     randomize_lora(model)
     model.eval()
     history, candidates = [1, 2, 3], [4, 5, UNKNOWN_TITLE, 8]
     prefix, suffixes = processor.encode_ranking(history, candidates, user_id=2)
-    ranked = model.rank_candidates(prefix, suffixes)
+    ranked = model.rank_candidates(prefix, suffixes, chunk_size=chunk_size)
+    left_padded = {key: value.clone() for key, value in suffixes.items()}
+    for row, length in enumerate(suffixes["attention_mask"].sum(-1).tolist()):
+        for key in ("input_ids", "title_index", "attention_mask"):
+            left_padded[key][row] = suffixes[key][row].roll(int(suffixes[key].shape[1] - length))
+    torch.testing.assert_close(model.rank_candidates(prefix, left_padded, chunk_size), ranked)
     full = scores(model, processor([history] * len(candidates), candidates, [2] * len(candidates)))
     torch.testing.assert_close(ranked, full, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("chunk_size", [None, 2])
 @pytest.mark.parametrize("hybrid", [True, False])
 @pytest.mark.parametrize("side", ["left", "right"])
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
-def test_score_shared_prefixes_equals_forward(arch: str, side: str, hybrid: bool) -> None:
+def test_score_shared_prefixes_equals_forward(
+    arch: str, side: str, hybrid: bool, chunk_size: int | None
+) -> None:
     """Rows 0, 2 and 4 share a prefix (user 1, history [1, 2, 3]); row 3 has the same history but another
     user (another <user> vector), rows 1 and 5 their own: every row's score equals the full forward's."""
     model, processor = tiny_model(arch, "gate")
@@ -406,7 +416,7 @@ def test_score_shared_prefixes_equals_forward(arch: str, side: str, hybrid: bool
         PROMPTS[3],
     ]
     inputs = make_batch(processor, prompts)
-    shared = model.score_shared_prefixes(**inputs)
+    shared = model.score_shared_prefixes(**inputs, chunk_size=chunk_size)
     torch.testing.assert_close(shared, scores(model, inputs), atol=1e-5, rtol=0)
     assert shared.std() > 0
 
