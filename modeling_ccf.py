@@ -318,7 +318,7 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
         one: 1.77 rows per prefix on ML-1M's test split, 1.6x fewer tokens (``benchmarks/eval_throughput.py``).
 
         ``chunk_size``: suffixes run in length-sorted chunks of this many rows, each padded only to its own
-        longest. Default: 16 on CPU, where time follows the token count (ranking 100 candidates: 1.75x
+        longest. Default: 16 on CPU, where time follows the token count (ranking 100 candidates: 1.79x
         faster, ``benchmarks/ranking.py``), all rows at once on accelerators, where every extra call costs
         more than padding."""
         device, batch = input_ids.device, input_ids.shape[0]
