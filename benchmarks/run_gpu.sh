@@ -29,12 +29,13 @@ run() {  # a failing benchmark does not stop the others; the script fails at the
 run train_throughput "${smollm2[@]}" --levers "${compile[@]}"
 run eval_throughput "${smollm2[@]}"
 run ranking "${smollm2[@]}"
+run ranking "${smollm2[@]}" --chunk-size 16 --out benchmarks/results/gpu-ranking-chunk16  # the CPU default
 run train_throughput --backbone llama7b
 run eval_throughput --backbone llama7b
 run memory --backbone llama7b
 
 if [[ -n "${OUT:-}" ]]; then
-    cp benchmarks/results/*_cuda.json "$OUT"/ || true
+    cp -r benchmarks/results/*_cuda.json benchmarks/results/gpu-ranking-chunk16 "$OUT"/ || true
 fi
 if ((${#failed[@]})); then
     printf 'FAILED: %s\n' "${failed[@]}" >&2
