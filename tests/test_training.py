@@ -8,13 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 from datasets import Dataset
+from transformers import TrainingArguments
+from transformers.testing_utils import CaptureLogger
 
 from ccf_llm.main_job import run_main_job
 from ccf_llm.testing.make_tiny import tiny_model
 from ccf_llm.testing.tiny_run import tiny_run_settings, write_tiny_run_inputs
 from ccf_llm.training import ExperimentConfig, run_experiment
-from ccf_llm.training.trainer import TRAINABLE_FILE, evaluation_order
+from ccf_llm.training.trainer import TRAINABLE_FILE, CTRTrainer, evaluation_order
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +168,20 @@ def test_evaluation_order_puts_the_rows_of_one_prompt_prefix_together() -> None:
     assert len(runs) == len(set(prefixes)) == 3, prefixes
     prefix_lengths = [rows[i]["title_index"].index(0) for i in order]
     assert prefix_lengths == sorted(prefix_lengths)
+
+
+def test_loading_a_checkpoint_does_not_report_tied_weights_as_missing(tmp_path: Path) -> None:
+    """GPT-2 (like SmolLM2) ties its output head to its input embeddings; checkpoints store them once."""
+    model, _ = tiny_model("gpt2")
+    tied = set(model.all_tied_weights_keys)
+    assert tied == {"backbone.lm_head.weight"}
+    trainer = CTRTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to=[]))
+    state = {key: value for key, value in model.state_dict().items() if key not in tied}
+    logger = transformers.logging.get_logger("transformers.trainer")
+    with CaptureLogger(logger) as captured:
+        trainer._issue_warnings_after_load(model.load_state_dict(state, strict=False))
+    assert "missing keys" not in captured.out
+    del state["fusion.alg.up.weight"]
+    with CaptureLogger(logger) as captured:
+        trainer._issue_warnings_after_load(model.load_state_dict(state, strict=False))
+    assert "missing keys in the checkpoint model loaded: ['fusion.alg.up.weight']" in captured.out

@@ -94,6 +94,12 @@ class CTRTrainer(Trainer):
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
         return (loss, None, None) if prediction_loss_only else (loss, logits, labels)
 
+    def _issue_warnings_after_load(self, load_result) -> None:
+        """Tied weights (SmolLM2's output head is its input embeddings) are saved once: not missing."""
+        tied = getattr(self.accelerator.unwrap_model(self.model), "all_tied_weights_keys", None) or {}
+        missing = [key for key in load_result.missing_keys if key not in tied]
+        super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
+
 
 def training_arguments(
     stage: StageConfig, output_dir: Path, train_rows: int, seed: int, bf16: bool
