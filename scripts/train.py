@@ -41,7 +41,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="any other setting (YAML value), repeatable",
+        help="any other setting (YAML value), repeatable; stage2.learning_rate=3e-3 sets one stage setting",
     )
     parser.add_argument(
         "--resume", action="store_true", help="continue an interrupted run from its checkpoints"

@@ -371,6 +371,19 @@ def test_unknown_fusion_and_settings_are_named(tmp_path: Path) -> None:
         ExperimentConfig.from_yaml(tmp_path / "absent.yaml")
 
 
+def test_a_dotted_override_changes_one_stage_setting(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("stage2: {epochs: 2, learning_rate: 0.001, batch_size: 8}\n")
+    config = ExperimentConfig.from_yaml(path, **{"stage2.learning_rate": 0.003, "stage1.batch_size": 4})
+    assert (config.stage2.epochs, config.stage2.learning_rate, config.stage2.batch_size) == (2, 0.003, 8)
+    defaults = ExperimentConfig().stage1  # stage 1 is not in the file: its defaults stay
+    assert config.stage1 == type(defaults)(**{**vars(defaults), "batch_size": 4})
+    with pytest.raises(ValueError, match=r"stage2: unknown setting\(s\) \['learning_rat'\]"):
+        ExperimentConfig.from_yaml(path, **{"stage2.learning_rat": 0.1})
+    with pytest.raises(ValueError, match=r"seed\.value: only stage1 and stage2 have settings"):
+        ExperimentConfig.from_yaml(path, **{"seed.value": 1})
+
+
 @pytest.fixture(scope="module")
 def train_cli(load_script):
     return load_script("train")

@@ -10,6 +10,8 @@ import yaml
 
 from configuration_ccf import FUSIONS
 
+STAGES = ("stage1", "stage2")  # the settings that hold a StageConfig
+
 
 @dataclass
 class StageConfig:
@@ -63,20 +65,31 @@ class ExperimentConfig:
             raise ValueError(f"Unknown fusion {self.fusion!r}; expected one of {', '.join(FUSIONS)}")
         if self.schedule not in ("two_stage", "joint"):
             raise ValueError(f"Unknown schedule {self.schedule!r}; expected two_stage or joint")
-        for name in ("stage1", "stage2"):
+        for name in STAGES:
             value = getattr(self, name)
             if isinstance(value, dict):
                 setattr(self, name, _build(StageConfig, value, name))
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> ExperimentConfig:
+        """The file's settings with ``overrides`` on top; ``stage2.learning_rate`` changes one stage setting."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config {path} not found")
         values = yaml.safe_load(path.read_text()) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
-        values.update({key: value for key, value in overrides.items() if value is not None})
+        for key, value in overrides.items():
+            stage, dot, setting = key.partition(".")
+            if value is None:
+                continue
+            if not dot:
+                values[key] = value
+            elif stage in STAGES:
+                current = values.get(stage) or dataclasses.asdict(getattr(cls(), stage))
+                values[stage] = {**current, setting: value}
+            else:
+                raise ValueError(f"{key}: only {' and '.join(STAGES)} have settings of their own")
         return _build(cls, values, str(path))
 
     def to_dict(self) -> dict:
