@@ -159,6 +159,7 @@ def test_remote_code_imports_nothing_network_related(name: str) -> None:
             "peft",
             "__future__",
             "contextlib",
+            "copy",
             "inspect",
             "dataclasses",
             "typing",
