@@ -394,6 +394,8 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
         lengths = suffix["attention_mask"].sum(-1)
         if chunk_size is None:
             chunk_size = 16 if lengths.device.type == "cpu" else len(lengths)
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive number of rows, got {chunk_size}")
         chunks = lengths.argsort(stable=True).split(chunk_size)
         scores = torch.empty(len(lengths), device=lengths.device)
         for number, rows in enumerate(chunks):

@@ -390,6 +390,8 @@ def test_rank_candidates_equals_scoring_full_prompts(arch: str, chunk_size: int 
         for key in ("input_ids", "title_index", "attention_mask"):
             left_padded[key][row] = suffixes[key][row].roll(int(suffixes[key].shape[1] - length))
     torch.testing.assert_close(model.rank_candidates(prefix, left_padded, chunk_size), ranked)
+    with pytest.raises(ValueError, match="chunk_size must be a positive number of rows, got 0"):
+        model.rank_candidates(prefix, suffixes, chunk_size=0)
     full = scores(model, processor([history] * len(candidates), candidates, [2] * len(candidates)))
     torch.testing.assert_close(ranked, full, atol=1e-5, rtol=0)
 

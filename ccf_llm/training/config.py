@@ -80,9 +80,9 @@ class ExperimentConfig:
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
         for key, value in overrides.items():
-            stage, dot, setting = key.partition(".")
             if value is None:
                 continue
+            stage, dot, setting = key.partition(".")
             if not dot:
                 values[key] = value
             elif stage in STAGES:
