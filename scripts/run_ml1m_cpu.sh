@@ -23,7 +23,6 @@ if [ -z "${MAIN_ONLY:-}" ]; then
   stage2 no-history-tokens --set history_item_tokens=false \
     --method "CCF-LLM (no history <item> tokens) (cpu-subsample)"
   stage2 mf-collm --cf-dir outputs/cf/ml1m/mf --method "CCF-LLM (CoLLM-style MF, no biases) (cpu-subsample)"
-  stage2 stage2-lr3e-3 --set stage2.learning_rate=3e-3 --method "CCF-LLM (stage 2 lr 3e-3) (cpu-subsample)"
   python scripts/train.py --config "$cfg" --set schedule=joint --method "CCF-LLM (one joint stage) (cpu-subsample)" \
     --output-dir outputs/ml1m-cpu/joint > outputs/ml1m-cpu/joint.log 2>&1
 fi
