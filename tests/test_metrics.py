@@ -9,6 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from ccf_llm.evaluation import split_metrics, upsert_result
+from ccf_llm.evaluation.report import results_table
 from ccf_llm.metrics import CTR_AUC_PATH, ctr_metrics, per_user_auc
 
 # user 1: AUC 3/4; user 2: a tie, AUC 1/2; user 3: one row (skipped); user 4: one class (skipped).
@@ -109,3 +110,13 @@ def test_upsert_result_replaces_by_method(tmp_path):
         upsert_result(path, {"method": "MF"})
     with pytest.raises(ValueError, match="dataset"):
         upsert_result(path, _row("MF", 0.6), dataset="amazon-book")
+
+
+def test_results_table_escapes_method_names(tmp_path):
+    """A method named after the <item> token must show it, not hide it as an unknown HTML tag."""
+    path = tmp_path / "ml1m.json"
+    upsert_result(path, _row("CCF-LLM (no history <item> tokens) | x", 0.6))
+    line = results_table(path).splitlines()[2]
+    assert line.startswith(
+        "| CCF-LLM (no history &lt;item&gt; tokens) \\| x | ours | – | 10 | cpu | 0.6000 |"
+    )

@@ -24,6 +24,11 @@ def _cell(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
+def _method(name: str) -> str:
+    """Table-safe Markdown: "CCF-LLM (no history <item> tokens)" must not render ``<item>`` as an HTML tag."""
+    return name.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def results_table(results_file: str | Path) -> str:
     """Markdown: our measured rows (with device and train rows), then the published rows, each labelled."""
     content = json.loads(Path(results_file).read_text())
@@ -34,7 +39,7 @@ def results_table(results_file: str | Path) -> str:
     for row in content["rows"]:
         test, valid = row["test"], row["valid"]
         lines.append(
-            f"| {row['method']} | ours | {row['backbone'] or '–'} | {row['train_rows']:,} | {row['device']} | "
+            f"| {_method(row['method'])} | ours | {row['backbone'] or '–'} | {row['train_rows']:,} | {row['device']} | "
             f"{_cell(valid['auc'])} | {_cell(test['auc'])} | {_cell(test['uauc'])} | "
             f"{_cell(test['auc_warm'])} | {_cell(test['auc_cold'])} |"
         )
