@@ -382,6 +382,16 @@ def test_a_dotted_override_changes_one_stage_setting(tmp_path: Path) -> None:
         ExperimentConfig.from_yaml(path, **{"stage2.learning_rat": 0.1})
     with pytest.raises(ValueError, match=r"seed\.value: only stage1 and stage2 have settings"):
         ExperimentConfig.from_yaml(path, **{"seed.value": 1})
+    # --set reads values as YAML, where "3e-3" (no dot) is a string: it means the number.
+    config = ExperimentConfig.from_yaml(path, **{"stage2.learning_rate": "3e-3", "stage2.batch_size": "4"})
+    assert (config.stage2.learning_rate, config.stage2.batch_size) == (0.003, 4)
+    for setting, value, message in (
+        ("learning_rate", "fast", "learning_rate must be a number, got 'fast'"),
+        ("batch_size", 2.5, "batch_size must be a whole number, got 2.5"),
+        ("epochs", True, "epochs must be a number, got True"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            ExperimentConfig.from_yaml(path, **{f"stage1.{setting}": value})
 
 
 @pytest.fixture(scope="module")

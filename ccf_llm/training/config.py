@@ -26,6 +26,20 @@ class StageConfig:
     gradient_accumulation_steps: int = 1
     evals_per_epoch: int = 1
 
+    def __post_init__(self) -> None:
+        # YAML reads "3e-3" (no dot) as a string: take it as the number it names, or name the setting.
+        for setting in dataclasses.fields(self):
+            value = getattr(self, setting.name)
+            whole = setting.type == "int"
+            try:
+                number = float(value)
+                if isinstance(value, bool) or number != number or (whole and not number.is_integer()):
+                    raise ValueError
+            except (TypeError, ValueError):
+                kind = "a whole number" if whole else "a number"
+                raise ValueError(f"{setting.name} must be {kind}, got {value!r}") from None
+            setattr(self, setting.name, int(number) if whole else number)
+
 
 @dataclass
 class ExperimentConfig:
