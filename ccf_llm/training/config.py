@@ -30,7 +30,7 @@ class StageConfig:
         # YAML reads "3e-3" (no dot) as a string: take it as the number it names, or name the setting.
         for setting in dataclasses.fields(self):
             value = getattr(self, setting.name)
-            whole = setting.type == "int"
+            whole = setting.type in ("int", int)
             try:
                 number = float(value)
                 if isinstance(value, bool) or number != number or (whole and not number.is_integer()):
