@@ -90,6 +90,9 @@ class CrossModalFusion(nn.Module):
         return torch.where(known.unsqueeze(-1), fused, text), gate
 
 
+CPU_SUFFIX_CHUNK = 16  # suffix rows per call on CPU (see ``CCFLLMForCTR.score_shared_prefixes``)
+
+
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     """Index of each row's last real token, for left or right padding alike."""
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
@@ -393,11 +396,12 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
         )[cache_name]
         lengths = suffix["attention_mask"].sum(-1)
         if chunk_size is None:
-            chunk_size = 16 if lengths.device.type == "cpu" else len(lengths)
+            chunk_size = CPU_SUFFIX_CHUNK if lengths.device.type == "cpu" else len(lengths)
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive number of rows, got {chunk_size}")
         chunks = lengths.argsort(stable=True).split(chunk_size)
         scores = torch.empty(len(lengths), device=lengths.device)
+        title_index = suffix.get("title_index")
         for number, rows in enumerate(chunks):
             # Every chunk continues the same prefixes: all but the last work on a copy of the cache.
             chunk_cache = cache if number == len(chunks) - 1 else copy.deepcopy(cache)
@@ -405,7 +409,6 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
             mask = suffix["attention_mask"][rows]
             columns = mask.any(0)  # drop the columns that are padding in every row of the chunk
             mask = mask[:, columns]
-            title_index = suffix.get("title_index")
             embeds, _, _ = self.embed_hybrid_prompt(
                 suffix["input_ids"][rows][:, columns],
                 None,

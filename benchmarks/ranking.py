@@ -15,6 +15,7 @@ import random
 import torch
 
 from benchmarks import common
+from modeling_ccf import CPU_SUFFIX_CHUNK
 
 TARGET = 5.0
 TOLERANCE = 1e-4
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "prefix_tokens": prefix["input_ids"].shape[1],
                 "suffix_tokens_max": suffixes["input_ids"].shape[1],
                 "suffix_tokens_mean": round(suffixes["attention_mask"].sum(-1).float().mean().item(), 1),
-                "chunk_size": args.chunk_size or ("all" if cuda else 16),
+                "chunk_size": args.chunk_size or ("all" if cuda else CPU_SUFFIX_CHUNK),
                 "repeats": repeats,
                 "batch_size": args.batch_size,
                 "dtype": "fp32",

@@ -26,20 +26,6 @@ class StageConfig:
     gradient_accumulation_steps: int = 1
     evals_per_epoch: int = 1
 
-    def __post_init__(self) -> None:
-        # YAML reads "3e-3" (no dot) as a string: take it as the number it names, or name the setting.
-        for setting in dataclasses.fields(self):
-            value = getattr(self, setting.name)
-            whole = setting.type in ("int", int)
-            try:
-                number = float(value)
-                if isinstance(value, bool) or number != number or (whole and not number.is_integer()):
-                    raise ValueError
-            except (TypeError, ValueError):
-                kind = "a whole number" if whole else "a number"
-                raise ValueError(f"{setting.name} must be {kind}, got {value!r}") from None
-            setattr(self, setting.name, int(number) if whole else number)
-
 
 @dataclass
 class ExperimentConfig:
@@ -111,8 +97,23 @@ class ExperimentConfig:
 
 
 def _build(kind: type, values: dict, where: str):
-    known = {f.name for f in dataclasses.fields(kind)}
-    unknown = sorted(set(values) - known)
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"{where}: unknown setting(s) {unknown}; known: {sorted(known)}")
-    return kind(**values)
+        raise ValueError(f"{where}: unknown setting(s) {unknown}; known: {sorted(fields)}")
+    return kind(**{name: _number(value, fields[name]) for name, value in values.items()})
+
+
+def _number(value, setting: dataclasses.Field):
+    """A float or int setting as that number: YAML (and so ``--set``) reads "3e-3", without a dot, as a string."""
+    if setting.type not in ("float", "int", float, int):
+        return value
+    whole = setting.type in ("int", int)
+    try:
+        number = float(value)
+        if isinstance(value, bool) or number != number or (whole and not number.is_integer()):
+            raise ValueError
+    except (TypeError, ValueError):
+        kind = "a whole number" if whole else "a number"
+        raise ValueError(f"{setting.name} must be {kind}, got {value!r}") from None
+    return int(number) if whole else number
