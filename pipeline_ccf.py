@@ -8,7 +8,7 @@ One request is a user (optional), the items they liked (ids or titles) and one c
     -> [{"item": "Heat (1995)", "item_id": 2, "score": p}, ...]               # best first
 
 The widget's plain text carries the same request in one format (``INPUT_FORMAT``); a list of requests
-gives a list of results. Titles resolve through the model's item catalog, forgiving case, a leading or
+gives a list of results (``batch_size=N``: N single-candidate prompts per forward). Titles resolve through the model's item catalog, forgiving case, a leading or
 trailing article ("The Matrix" = "Matrix, The") and a missing or different year. What the model does not
 know is dropped with a warning rather than refused: an unknown user scores as the history-derived user
 vector alone (id 0), an unknown title as a text-only item (id 0, its own title), an unknown id is left out
@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from numbers import Integral
 from pathlib import Path
@@ -180,19 +181,47 @@ class CCFLLMPipeline(Pipeline):
         self.model.eval()  # LoRA dropout would make scores random
         self.titles = TitleResolver(processor.catalog)
 
-    def __call__(self, inputs: dict | str | list, **kwargs) -> list:
-        """Score one request (dict or text) or a list of them; ``top_k`` limits a ranking."""
-        if (kwargs.get("batch_size") or self._batch_size or 1) != 1:
-            raise ValueError(
-                "batch_size > 1 is not supported: rank many items for one user with 'candidates' instead"
-            )
+    def __call__(self, inputs: dict | str | Iterable, batch_size: int | None = None, **kwargs) -> list:
+        """Score one request (dict or text) or several (a list, or any iterable); ``top_k`` limits a ranking.
+
+        With ``batch_size`` > 1 (an iterable is then read whole) the single-candidate requests run in batches
+        of that size, ordered so that requests with the same user and history sit together and share one
+        prefix computation (``CCFLLMForCTR.score_shared_prefixes``); rankings run one by one, their candidates
+        being one batch already. Every request is checked before any is scored; results keep the input order.
+        """
+        if batch_size is None:
+            batch_size = self._batch_size or 1
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if isinstance(inputs, list) and not inputs:
             return []
-        return super().__call__(inputs, **kwargs)
+        if batch_size == 1 or isinstance(inputs, (dict, str)):
+            return super().__call__(inputs, batch_size=1, **kwargs)
+        _, _, postprocess_params = self._sanitize_parameters(**kwargs)
+        return self._score_in_batches(list(inputs), batch_size, postprocess_params)
+
+    def _score_in_batches(self, inputs: list, batch_size: int, postprocess_params: dict) -> list:
+        requests = [self.request(item) for item in inputs]
+        results: list = [None] * len(requests)
+        rows = []
+        for index, request in enumerate(requests):
+            if request.ranking:
+                outputs = self.forward(self.model_inputs(request))
+                results[index] = self.postprocess(outputs, **postprocess_params)
+            else:
+                encoded = self.processor.encode(request.history, request.candidates[0], request.user_id)
+                rows.append((index, encoded))
+        rows.sort(key=lambda row: CCFLLMProcessor.evaluation_sort_key(row[1]))
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
+            scores = self.forward({"inputs": self.processor.pad([row for _, row in batch]), "items": None})
+            for (index, _), score in zip(batch, scores["scores"], strict=True):
+                results[index] = self.postprocess({"scores": score[None], "items": None})
+        return results
 
     def _sanitize_parameters(self, top_k: int | None = None, **kwargs) -> tuple[dict, dict, dict]:
         if kwargs:
-            raise ValueError(f"unknown parameters {sorted(kwargs)}; the only parameter is top_k")
+            raise ValueError(f"unknown parameters {sorted(kwargs)}; the parameters are top_k and batch_size")
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
         return {}, {}, {} if top_k is None else {"top_k": top_k}
@@ -254,7 +283,10 @@ class CCFLLMPipeline(Pipeline):
         return found
 
     def preprocess(self, inputs: dict | str) -> dict[str, Any]:
-        request = self.request(inputs)
+        return self.model_inputs(self.request(inputs))
+
+    def model_inputs(self, request: CTRRequest) -> dict[str, Any]:
+        """A ranking's shared prefix and suffixes, or the one prompt of a single candidate."""
         items = [
             {"item": self.processor.item_title(item), "item_id": self.processor.item_id(item)}
             for item in request.candidates
@@ -263,13 +295,15 @@ class CCFLLMPipeline(Pipeline):
             prefix, suffixes = self.processor.encode_ranking(
                 request.history, request.candidates, request.user_id
             )
-            return {"prefix": _ids_as_long(prefix), "suffixes": _ids_as_long(suffixes), "items": items}
-        batch = self.processor([request.history], request.candidates, [request.user_id])
-        return {"inputs": _ids_as_long(batch), "items": None}
+            return {"prefix": prefix, "suffixes": suffixes, "items": items}
+        return {
+            "inputs": self.processor([request.history], request.candidates, [request.user_id]),
+            "items": None,
+        }
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
         if model_inputs["items"] is None:
-            scores = self.model(**model_inputs["inputs"]).logits
+            scores = self.model.score_shared_prefixes(**model_inputs["inputs"])
         else:
             scores = self.model.rank_candidates(model_inputs["prefix"], model_inputs["suffixes"])
         return {"scores": scores, "items": model_inputs["items"]}
@@ -292,11 +326,6 @@ class CCFLLMPipeline(Pipeline):
         """Model, code (with the ``custom_pipelines`` entry in config.json) and the processor's files."""
         super().save_pretrained(save_directory, **kwargs)
         self.processor.save_pretrained(save_directory)
-
-
-def _ids_as_long(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A plain dict of the batch; an empty history comes back from ``torch.tensor([[]])`` as float ids."""
-    return {**batch, "history_ids": batch["history_ids"].long()}
 
 
 def load_processor(model: PreTrainedModel) -> CCFLLMProcessor:

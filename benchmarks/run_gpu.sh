@@ -30,6 +30,7 @@ run train_throughput "${smollm2[@]}" --levers "${compile[@]}"
 run eval_throughput "${smollm2[@]}"
 run ranking "${smollm2[@]}"
 run ranking "${smollm2[@]}" --chunk-size 16 --out benchmarks/results/gpu-ranking-chunk16  # the CPU default
+run pipeline_throughput "${smollm2[@]}"
 run train_throughput --backbone llama7b
 run eval_throughput --backbone llama7b
 run memory --backbone llama7b

@@ -11,13 +11,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import eval_throughput, memory, ranking, train_throughput
+from benchmarks import eval_throughput, memory, pipeline_throughput, ranking, train_throughput
 
 
 @pytest.mark.parametrize(
     ("module", "extra"),
-    [(train_throughput, ["--levers"]), (eval_throughput, []), (ranking, ["--candidates", "8"])],
-    ids=["train_throughput", "eval_throughput", "ranking"],
+    [
+        (train_throughput, ["--levers"]),
+        (eval_throughput, []),
+        (ranking, ["--candidates", "8"]),
+        (pipeline_throughput, ["--batch-size", "3"]),
+    ],
+    ids=["train_throughput", "eval_throughput", "ranking", "pipeline_throughput"],
 )
 def test_benchmark_tiny(module, extra: list[str], tmp_path: Path, capsys) -> None:
     record = module.main(["--tiny", "--out", str(tmp_path), *extra])
@@ -25,7 +30,7 @@ def test_benchmark_tiny(module, extra: list[str], tmp_path: Path, capsys) -> Non
     assert printed["ratio"] == record["ratio"] > 0
     written = json.loads(next(tmp_path.glob(f"{record['name']}_tiny_*.json")).read_text())
     assert written["ratio"] > 0 and written["versions"]["torch"] == torch.__version__
-    if module is ranking:
+    if module in (ranking, pipeline_throughput):
         assert record["scores_equal"], record["max_abs_score_difference"]
 
 

@@ -161,7 +161,13 @@ def test_bad_inputs_raise_value_error_with_format(pipe: CCFLLMPipeline, inputs) 
 
 
 def test_bad_parameters(pipe: CCFLLMPipeline) -> None:
-    for parameters in ({"top_k": 0}, {"top_k": "3"}, {"temperature": 1.0}, {"batch_size": 4}):
+    for parameters in (
+        {"top_k": 0},
+        {"top_k": "3"},
+        {"temperature": 1.0},
+        {"batch_size": 0},
+        {"batch_size": "4"},
+    ):
         with pytest.raises(ValueError):
             pipe({"candidates": [1, 2]}, **parameters)
 
@@ -205,6 +211,37 @@ def test_ranking_equals_one_by_one_scores(pipe: CCFLLMPipeline) -> None:
         one = yes(pipe({**request, "candidate": singles[row["item_id"]]}))
         assert row["score"] == pytest.approx(one, abs=1e-4)
     assert pipe({**request, "candidates": candidates}, top_k=2) == ranking[:2]
+
+
+def test_batched_list_equals_one_by_one_in_input_order(pipe: CCFLLMPipeline) -> None:
+    requests = [
+        {"user_id": 2, "history": [1, 3], "candidate": 4},
+        {"user_id": 3, "history": [1, "Fargo"], "candidates": [2, 5, 6]},
+        "user: 2 | history: toy story; Fargo (1996) | candidate: Heat",
+        {"history": [], "candidate": "Casablanca (1942)"},
+        {"user_id": 2, "history": [1, 3], "candidate": 6},  # same prefix as the first request
+        {"user_id": 3, "history": [7], "candidate": 2},
+    ]
+    one_by_one = pipe(requests)
+    for batch_size in (2, 16):
+        batched = pipe(iter(requests), batch_size=batch_size, top_k=2)
+        assert len(batched) == len(requests)
+        for got, expected in zip(batched, one_by_one, strict=True):
+            if "label" in got[0]:
+                assert yes(got) == pytest.approx(yes(expected), abs=1e-5)
+            else:  # the ranking, cut to top_k
+                assert [row["item_id"] for row in got] == [row["item_id"] for row in expected[:2]]
+                assert [row["score"] for row in got] == pytest.approx([row["score"] for row in expected[:2]])
+    assert pipe([], batch_size=4) == []
+
+
+def test_a_bad_request_in_a_batched_list_stops_before_any_scoring(pipe: CCFLLMPipeline, monkeypatch) -> None:
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("scored before every request was checked")
+
+    monkeypatch.setattr(pipe, "forward", must_not_run)
+    with pytest.raises(ValueError, match="give exactly one of"):
+        pipe([{"candidate": 1}, {"history": [1]}], batch_size=2)
 
 
 def test_processor_files_are_fetched_from_a_hub_repository(pipe: CCFLLMPipeline, monkeypatch) -> None:

@@ -194,6 +194,7 @@ def test_published_folder_works_in_a_fresh_interpreter(published: Path, tmp_path
         (widget[0], {}),
         (widget[1], {"top_k": 2}),
         ({"user_id": 3, "history": [1, 3], "candidates": [2, 4, 5, 6]}, {}),
+        ([widget[0], {"history": [1], "candidate": 2}, widget[1]], {"batch_size": 2, "top_k": 2}),
     ]
     env = {
         **os.environ,
