@@ -8,11 +8,12 @@ One request is a user (optional), the items they liked (ids or titles) and one c
     -> [{"item": "Heat (1995)", "item_id": 2, "score": p}, ...]               # best first
 
 The widget's plain text carries the same request in one format (``INPUT_FORMAT``); a list of requests
-gives a list of results (``batch_size=N``: N single-candidate prompts per forward). Titles resolve through the model's item catalog, forgiving case, a leading or
-trailing article ("The Matrix" = "Matrix, The") and a missing or different year. What the model does not
-know is dropped with a warning rather than refused: an unknown user scores as the history-derived user
-vector alone (id 0), an unknown title as a text-only item (id 0, its own title), an unknown id is left out
-of the history (as a candidate it becomes the text-only item "item <id>").
+gives a list of results (``batch_size=N``: N single-candidate prompts per forward). Titles resolve through
+the model's item catalog, forgiving case, a leading or trailing article ("The Matrix" = "Matrix, The") and
+a missing or different year. What the model does not know is dropped with a warning rather than refused:
+an unknown user scores as the history-derived user vector alone (id 0), an unknown title as a text-only
+item (id 0, its own title), an unknown id is left out of the history (as a candidate it becomes the
+text-only item "item <id>").
 """
 
 from __future__ import annotations
@@ -201,6 +202,8 @@ class CCFLLMPipeline(Pipeline):
         return self._score_in_batches(list(inputs), batch_size, postprocess_params)
 
     def _score_in_batches(self, inputs: list, batch_size: int, postprocess_params: dict) -> list:
+        """See ``__call__``. Not HF's batching path: it collates requests in input order (no shared prefixes)
+        and cannot mix rankings with single candidates."""
         requests = [self.request(item) for item in inputs]
         results: list = [None] * len(requests)
         rows = []
