@@ -233,6 +233,10 @@ def test_batched_list_equals_one_by_one_in_input_order(pipe: CCFLLMPipeline) -> 
                 assert [row["item_id"] for row in got] == [row["item_id"] for row in expected[:2]]
                 assert [row["score"] for row in got] == pytest.approx([row["score"] for row in expected[:2]])
     assert pipe([], batch_size=4) == []
+    built_batched = CCFLLMPipeline(model=pipe.model, processor=pipe.processor, device="cpu", batch_size=4)
+    assert [yes(row) for row in built_batched(requests[:1] + requests[2:])] == pytest.approx(
+        [yes(row) for row in one_by_one[:1] + one_by_one[2:]], abs=1e-5
+    )
 
 
 def test_a_bad_request_in_a_batched_list_stops_before_any_scoring(pipe: CCFLLMPipeline, monkeypatch) -> None:
