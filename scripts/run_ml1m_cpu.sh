@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The ML-1M rows under the CPU protocol (configs/ml1m-cpu.yaml), one run at a time: TALLRec first (its
 # LoRA is stage 1 of every other row but the joint one), then CCF-LLM, CoLLM and the ablations (~30 min
-# each on 2 cores, ~75 min for the 4,096-row one; MAIN_ONLY=1 skips the ablations). Logs in
+# each on 2 cores, ~70 min for the 4,096-row ones; MAIN_ONLY=1 skips the ablations). Logs in
 # outputs/ml1m-cpu/; each run upserts its row into results/ml1m.json.
 set -euo pipefail
 mkdir -p outputs/ml1m-cpu
@@ -24,6 +24,8 @@ if [ -z "${MAIN_ONLY:-}" ]; then
     --method "CCF-LLM (no history <item> tokens) (cpu-subsample)"
   stage2 mf-collm --cf-dir outputs/cf/ml1m/mf --method "CCF-LLM (CoLLM-style MF, no biases) (cpu-subsample)"
   stage2 stage2-rows4096 --set max_train_rows=4096 --method "CCF-LLM (stage 2 on 4,096 rows) (cpu-subsample)"
+  stage2 tune-lora-rows4096 --set max_train_rows=4096 --set stage2_tunes_lora=true \
+    --method "CCF-LLM (stage 2 on 4,096 rows, also tunes LoRA) (cpu-subsample)"
   python scripts/train.py --config "$cfg" --set schedule=joint --method "CCF-LLM (one joint stage) (cpu-subsample)" \
     --output-dir outputs/ml1m-cpu/joint > outputs/ml1m-cpu/joint.log 2>&1
 fi
