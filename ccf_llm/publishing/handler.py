@@ -22,7 +22,8 @@ class EndpointHandler:
         self.pipeline = pipeline(model=path or ".", trust_remote_code=True)
 
     def __call__(self, data: dict[str, Any]) -> list:
-        """``{"inputs": request or list of requests, "parameters": {"top_k": k, "batch_size": n}}`` -> the pipeline's output."""
+        """``{"inputs": request or list of requests, "parameters": {"top_k": k, "batch_size": n}}`` -> the
+        pipeline's output."""
         if not isinstance(data, dict) or "inputs" not in data:
             raise ValueError('expected a payload {"inputs": ..., "parameters": {...}}')
         return self.pipeline(data["inputs"], **(data.get("parameters") or {}))
