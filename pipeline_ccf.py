@@ -290,14 +290,14 @@ class CCFLLMPipeline(Pipeline):
 
     def model_inputs(self, request: CTRRequest) -> dict[str, Any]:
         """A ranking's shared prefix and suffixes, or the one prompt of a single candidate."""
-        items = [
-            {"item": self.processor.item_title(item), "item_id": self.processor.item_id(item)}
-            for item in request.candidates
-        ]
         if request.ranking:
             prefix, suffixes = self.processor.encode_ranking(
                 request.history, request.candidates, request.user_id
             )
+            items = [
+                {"item": self.processor.item_title(item), "item_id": self.processor.item_id(item)}
+                for item in request.candidates
+            ]
             return {"prefix": prefix, "suffixes": suffixes, "items": items}
         return {
             "inputs": self.processor([request.history], request.candidates, [request.user_id]),

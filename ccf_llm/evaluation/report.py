@@ -24,9 +24,14 @@ def _cell(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
+def _pipes(text: str) -> str:
+    """A Markdown table cell: a ``|`` in the text must not end the cell."""
+    return text.replace("|", "\\|")
+
+
 def _method(name: str) -> str:
     """Table-safe Markdown: "CCF-LLM (no history <item> tokens)" must not render ``<item>`` as an HTML tag."""
-    return name.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    return _pipes(name).replace("<", "&lt;").replace(">", "&gt;")
 
 
 def results_table(results_file: str | Path) -> str:
@@ -75,6 +80,6 @@ def benchmark_table(results_dir: str | Path) -> str:
             continue
         lines.append(
             f"| {result['name']} | {result.get('backbone', '–')} | {result['device']} | "
-            f"{result['ratio']:.2f} | {result['target'].replace('|', chr(92) + '|')} |"
+            f"{result['ratio']:.2f} | {_pipes(result['target'])} |"
         )
     return "\n".join(lines)
