@@ -33,7 +33,7 @@ from transformers import (
 )
 
 import ccf_llm
-from ccf_llm.build import build_model, load_backbone, smollm2_gguf
+from ccf_llm.build import build_model, load_backbone, native_bf16, preferred_attention, smollm2_gguf
 from ccf_llm.testing.make_tiny import TINY_CATALOG, TINY_SIZES, tiny_tokenizer
 from modeling_ccf import CCFLLMForCTR
 from processing_ccf import CCFLLMProcessor
@@ -77,7 +77,8 @@ def device() -> torch.device:
 def device_name() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    return f"cpu ({torch.get_num_threads()} threads, {os.cpu_count()} cores)"
+    bf16 = ", native bf16" if native_bf16() else ""
+    return f"cpu ({torch.get_num_threads()} threads, {os.cpu_count()} cores{bf16})"
 
 
 def versions() -> dict[str, str]:
@@ -333,16 +334,22 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
 
 
 def build_ours(
-    backbone: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: Data, dtype: torch.dtype
+    backbone: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    data: Data,
+    dtype: torch.dtype,
+    attention: str | None = None,
 ) -> tuple[CCFLLMForCTR, CCFLLMProcessor]:
     """CCFLLMForCTR (gate fusion, LoRA q/v r=8) with random CF tables, frozen base in ``dtype`` and the
-    trainable parts (LoRA, ALG/GATE) in fp32, as mixed-precision training wants them."""
+    trainable parts (LoRA, ALG/GATE) in fp32, as mixed-precision training wants them; ``attention``: the
+    kernel, by default the one training picks (``preferred_attention``; the plain loop keeps HF's SDPA)."""
     generator = torch.Generator().manual_seed(0)
     users = torch.randn(data.num_users, CF_DIM, generator=generator)
     items = torch.randn(max(data.catalog) + 1, CF_DIM, generator=generator)
     with default_dtype(dtype), device():
         model, processor = build_model(backbone, tokenizer, data.catalog, users, items, fusion="gate")
     model.to(device=device(), dtype=dtype)
+    model.set_attn_implementation(attention or preferred_attention())
     for name, parameter in model.named_parameters():
         if "lora_" in name or name.startswith("fusion."):
             parameter.data = parameter.data.float()

@@ -2,11 +2,13 @@
 
 Rows: every row of randomly drawn test users (a split in miniature). Plain: the HF causal LM + LoRA, full
 logits at every position, random-order batches padded to their longest row, fp32 weights (+ bf16 autocast
-on GPU). Ours (``ratio``): CCFLLMForCTR's ``score_shared_prefixes`` on batches in evaluation order (rows of
-one prefix together, short to long), each distinct prefix computed once; bf16 weights on GPU (fp32 on CPU).
+where bf16 is native: GPU, AMX CPU). Ours (``ratio``): CCFLLMForCTR's ``score_shared_prefixes`` on batches in
+evaluation order (rows of one prefix together, short to long), each distinct prefix computed once; bf16
+weights where native (else fp32), eager attention on a CPU (``preferred_attention``; plain keeps SDPA).
 Levers apart: ``forward`` (the Yes/No head on the last position, length-sorted batches, every prompt in
-full). On text prompts (like for like) and hybrid prompts (what stage 2 scores; longer). No gradients on
-either side; variants run interleaved.
+full), ``attention_lever`` (ours over ours with SDPA, where the kernels differ). On text prompts (like for
+like) and hybrid prompts (what stage 2 scores; longer). No gradients on either side; variants run
+interleaved.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.add_argument(
         "--batch-size", type=int, help="default: 16 on CPU, 128 (smollm2) / 32 (llama7b) on GPU"
     )
-    args.add_argument("--steps", type=int, help="timed batches per variant (default: 6 on CPU, 10 on GPU)")
+    args.add_argument("--steps", type=int, help="timed batches per variant (default: 10)")
     args.add_argument(
         "--warmup", type=int, default=1, help="untimed CPU batches (GPU: one pass over all batches)"
     )
@@ -33,16 +35,21 @@ def main(argv: list[str] | None = None) -> dict:
     batch_size = args.batch_size or (
         2 if args.tiny else (128 if args.backbone == "smollm2" else 32) if cuda else 16
     )
-    steps = args.steps or (2 if args.tiny else 10 if cuda else 6)
+    steps = args.steps or (2 if args.tiny else 10)
 
     tokenizer = common.load_tokenizer(args)
     data = common.load_data(args.tiny, "test")
     rows = common.sample_users(data, steps * batch_size, args.seed)  # every variant scores each row once
-    dtype = torch.bfloat16 if cuda else torch.float32
+    bf16 = common.native_bf16()
+    dtype = torch.bfloat16 if bf16 else torch.float32
     backbone = common.make_backbone(args, tokenizer, dtype)
     vocab = backbone.config.vocab_size
     ours, processor = common.build_ours(backbone, tokenizer, data, dtype)
     ours.to(dtype).eval()
+    attention = common.preferred_attention()
+    sdpa = (
+        common.build_ours(backbone, tokenizer, data, dtype, "sdpa")[0].eval() if attention != "sdpa" else ours
+    )
     plain = common.make_plain(backbone).eval()
     yes, no = processor.yes_token_id, processor.no_token_id
 
@@ -66,8 +73,10 @@ def main(argv: list[str] | None = None) -> dict:
             lambda batch: ours.score_shared_prefixes(**batch),
             unlabelled(common.ours_batches(prompts, rows, batch_size, vocab, sort_key=shared_order)),
         )
+    if attention != "sdpa":  # the attention lever on its own
+        variants["text_sdpa"] = (lambda batch: sdpa.score_shared_prefixes(**batch), variants["text"][1])
     warmup = common.warmup_rounds(steps, args.warmup)
-    with torch.inference_mode(), common.autocast(cuda):
+    with torch.inference_mode(), common.autocast(bf16):
         timings = common.interleave(variants, warmup, steps)
     speed = {name: timing.samples_per_s for name, timing in timings.items()}
     return common.write_result(
@@ -79,6 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
             "hybrid_ratio": round(speed["hybrid"] / speed["plain"], 3),
             "forward_ratio": round(speed["text_forward"] / speed["plain"], 3),
             "hybrid_forward_ratio": round(speed["hybrid_forward"] / speed["plain"], 3),
+            "attention_lever": round(speed["text"] / speed["text_sdpa"], 3) if "text_sdpa" in speed else None,
             "prefix_sharing": {
                 "rows": common.prefix_sharing(common.encode_rows(text, rows)),
                 "whole_split": common.prefix_sharing(common.encode_rows(text, data.rows)),
@@ -95,8 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
                 "steps": steps,
                 "warmup_rounds": warmup,
                 "data": data.source,
-                "plain": "fp32 weights" + (" + bf16 autocast" if cuda else ""),
-                "ours": "bf16 weights" if cuda else "fp32",
+                "plain": "fp32 weights" + (" + bf16 autocast" if bf16 else ""),
+                "ours": ("bf16 weights" if bf16 else "fp32") + f", {attention} attention",
                 "threads": torch.get_num_threads(),
             },
         },

@@ -2,8 +2,9 @@
 
 Plain (CoLLM-style): causal LM + LoRA (q_proj, v_proj, r=8), full-vocabulary logits at every position,
 cross-entropy on the answer token only, random batches padded to their longest row, fp32 weights
-(+ bf16 autocast on GPU), torch AdamW. Ours: CCFLLMForCTR, Yes/No rows of the head on the last hidden
-state only, length-grouped batches, frozen base in bf16 on GPU (fp32 on CPU), fused AdamW.
+(+ bf16 autocast where bf16 is native: GPU, AMX CPU), torch AdamW. Ours: CCFLLMForCTR, Yes/No rows of the
+head on the last hidden state only, length-grouped batches, frozen base in bf16 where native (else fp32),
+eager attention on a CPU (``preferred_attention``; plain keeps HF's SDPA), fused AdamW.
 
 Variants run interleaved, one step each per round, so load from other processes hits all alike.
 ``ratio`` is the two-stage ratio: (stage-1 time + stage-2 time) of plain / of ours for equal rows.
@@ -80,13 +81,21 @@ def main(argv: list[str] | None = None) -> dict:
     tokenizer = common.load_tokenizer(args)
     data = common.load_data(args.tiny, "train")
     pool = common.sample_rows(data, 50 * batch_size, args.seed)
-    base_dtype = torch.bfloat16 if cuda else torch.float32
+    bf16 = common.native_bf16()
+    base_dtype = torch.bfloat16 if bf16 else torch.float32
     backbone = common.make_backbone(args, tokenizer, base_dtype)
     vocab = backbone.config.vocab_size
     ours, processor = common.build_ours(backbone, tokenizer, data, base_dtype)
-    ours32 = common.build_ours(backbone, tokenizer, data, torch.float32)[0] if args.levers and cuda else ours
+    attention = common.preferred_attention()
+    sdpa32 = sdpa_base = ours
+    if args.levers:  # the levers before the attention kernel run HF's default (SDPA), as plain does
+        sdpa32 = common.build_ours(backbone, tokenizer, data, torch.float32, "sdpa")[0]
+        if attention != "sdpa":
+            sdpa_base = (
+                common.build_ours(backbone, tokenizer, data, base_dtype, "sdpa")[0] if bf16 else sdpa32
+            )
     plain_model = common.make_plain(backbone)  # the backbone itself, now fp32 with LoRA
-    for model in {id(m): m for m in (ours, ours32, plain_model)}.values():
+    for model in {id(m): m for m in (ours, sdpa32, sdpa_base, plain_model)}.values():
         if grad_ckpt:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.train()
@@ -97,28 +106,33 @@ def main(argv: list[str] | None = None) -> dict:
     hybrid = common.ours_batches(processor, rows, batch_size, vocab, seed=args.seed)
     plain_rows = common.plain_batches(processor, rows, batch_size, vocab, True, args.seed)
     variants: common.Variants = {
-        "plain": (plain_step(plain_model, cuda), plain_rows),
-        "stage1": (ours_step(ours, "text", cuda), grouped_text),
-        "stage2": (ours_step(ours, "fusion", cuda), hybrid),
+        "plain": (plain_step(plain_model, bf16), plain_rows),
+        "stage1": (ours_step(ours, "text", bf16), grouped_text),
+        "stage2": (ours_step(ours, "fusion", bf16), hybrid),
     }
     levers: list[tuple[str, str]] = []  # (label, variant), cumulative: each adds one speed-up
     if args.levers:
         random_text = common.ours_batches(text, rows, batch_size, vocab, grouped=False, seed=args.seed)
-        variants["head"] = (ours_step(ours32, "text", cuda), random_text)
-        variants["grouped"] = (ours_step(ours32, "text", cuda), grouped_text)
+        variants["head"] = (ours_step(sdpa32, "text", bf16), random_text)
+        variants["grouped"] = (ours_step(sdpa32, "text", bf16), grouped_text)
         levers += [("head only", "head"), ("+ length grouping", "grouped")]
-        if cuda:
+        if bf16 and sdpa_base is ours:
             levers.append(("+ bf16 base weights (= stage1)", "stage1"))
-        else:
-            variants["bf16_autocast"] = (ours_step(ours, "text", True), grouped_text)
-            levers.append(("+ bf16 autocast (CPU)", "bf16_autocast"))
+        elif bf16:
+            variants["bf16_base"] = (ours_step(sdpa_base, "text", True), grouped_text)
+            levers.append(("+ bf16 base weights", "bf16_base"))
+        else:  # shows what bf16 costs where it is emulated (not kept)
+            variants["bf16_autocast"] = (ours_step(sdpa32, "text", True), grouped_text)
+            levers.append(("+ bf16 autocast (emulated, not kept)", "bf16_autocast"))
+        if attention != "sdpa":
+            levers.append((f"+ {attention} attention (= stage1)", "stage1"))
         if args.compile and cuda:
             compiled = torch.compile(copy.deepcopy(ours), dynamic=True)
-            variants["compiled"] = (ours_step(compiled, "text", cuda), grouped_text)
+            variants["compiled"] = (ours_step(compiled, "text", bf16), grouped_text)
             levers.append(("+ torch.compile", "compiled"))
         big_rows = common.timed_rows(processor, pool, batch_size * args.big_batch, steps)  # its own rows
         big = common.ours_batches(text, big_rows, batch_size * args.big_batch, vocab, seed=args.seed)
-        variants["big_batch"] = (ours_step(ours, "text", cuda), big)
+        variants["big_batch"] = (ours_step(ours, "text", bf16), big)
         levers.append((f"+ batch x{args.big_batch}", "big_batch"))
 
     warmup = common.warmup_rounds(steps, args.warmup)
@@ -150,8 +164,9 @@ def main(argv: list[str] | None = None) -> dict:
                 "gradient_checkpointing": grad_ckpt,
                 "pool_rows": len(pool),
                 "data": data.source,
-                "plain": "fp32 weights" + (" + bf16 autocast" if cuda else "") + ", torch AdamW",
-                "ours": ("bf16 base + fp32 LoRA/fusion, bf16 autocast" if cuda else "fp32") + ", fused AdamW",
+                "plain": "fp32 weights" + (" + bf16 autocast" if bf16 else "") + ", torch AdamW",
+                "ours": ("bf16 base + fp32 LoRA/fusion, bf16 autocast" if bf16 else "fp32")
+                + f", {attention} attention, fused AdamW",
                 "threads": torch.get_num_threads(),
             },
         },

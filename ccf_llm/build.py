@@ -38,6 +38,24 @@ def smollm2_gguf() -> Path:
     return Path(spec.origin).parent / SMOLLM2_FILE
 
 
+def native_bf16() -> bool:
+    """Whether bf16 speeds this machine up: a GPU that supports it, or a CPU with AMX or AVX512-BF16.
+
+    Elsewhere bf16 is emulated on the CPU: autocast there ran ~5x slower than fp32 (a 2-core machine without
+    them), while a 2-core AMX machine ran a SmolLM2 forward 2.2x faster under autocast than in fp32.
+    """
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+
+
+def preferred_attention() -> str:
+    """``eager`` attention on a CPU, ``sdpa`` on a GPU. On 2 AMX cores in bf16, eager ran a SmolLM2 LoRA
+    training step 1.3-1.5x faster than SDPA (whose CPU flash-attention backward took a quarter of the step)
+    and a forward 1.1-1.35x faster; in fp32 the two ran even."""
+    return "sdpa" if torch.cuda.is_available() else "eager"
+
+
 def gguf_cache_dir(gguf: Path) -> Path:
     """Where the de-quantized copy of a GGUF file is kept (``$CCF_CACHE`` or ``~/.cache/ccf_llm``)."""
     root = Path(os.environ.get("CCF_CACHE", Path.home() / ".cache" / "ccf_llm"))

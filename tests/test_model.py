@@ -375,11 +375,15 @@ def test_batch_equals_one_by_one(arch: str, side: str) -> None:
     assert batched.std() > 0  # rows differ, so a mix-up would show
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])  # eager: what training picks on a CPU
 @pytest.mark.parametrize("chunk_size", [None, 1, 3])
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
-def test_rank_candidates_equals_scoring_full_prompts(arch: str, chunk_size: int | None) -> None:
+def test_rank_candidates_equals_scoring_full_prompts(
+    arch: str, chunk_size: int | None, attention: str
+) -> None:
     """One call or length-sorted chunks (each trimmed to its longest suffix), right or left padded."""
     model, processor = tiny_model(arch, "gate")
+    model.set_attn_implementation(attention)
     randomize_lora(model)
     model.eval()
     history, candidates = [1, 2, 3], [4, 5, UNKNOWN_TITLE, 8]
@@ -396,16 +400,18 @@ def test_rank_candidates_equals_scoring_full_prompts(arch: str, chunk_size: int 
     torch.testing.assert_close(ranked, full, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
 @pytest.mark.parametrize("chunk_size", [None, 2])
 @pytest.mark.parametrize("hybrid", [True, False])
 @pytest.mark.parametrize("side", ["left", "right"])
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_score_shared_prefixes_equals_forward(
-    arch: str, side: str, hybrid: bool, chunk_size: int | None
+    arch: str, side: str, hybrid: bool, chunk_size: int | None, attention: str
 ) -> None:
     """Rows 0, 2 and 4 share a prefix (user 1, history [1, 2, 3]); row 3 has the same history but another
     user (another <user> vector), rows 1 and 5 their own: every row's score equals the full forward's."""
     model, processor = tiny_model(arch, "gate")
+    model.set_attn_implementation(attention)
     randomize_lora(model)
     model.eval()
     processor = processor.with_settings(padding_side=side, hybrid=hybrid)

@@ -57,7 +57,7 @@ class ExperimentConfig:
     init_from: str | None = None  # a finished run whose stage-1 LoRA replaces stage 1
     stage1: StageConfig = field(default_factory=lambda: StageConfig(epochs=1, learning_rate=2e-4))
     stage2: StageConfig = field(default_factory=lambda: StageConfig(epochs=1, learning_rate=1e-3))
-    bf16: bool | None = None  # None = on when a GPU supports it
+    bf16: bool | None = None  # None = on where bf16 is native (a GPU that supports it, an AMX CPU)
     seed: int = 42
 
     def __post_init__(self) -> None:

@@ -17,7 +17,7 @@ from transformers import set_seed
 
 from modeling_ccf import CCFLLMForCTR
 
-from ..build import build_model, load_backbone
+from ..build import build_model, load_backbone, native_bf16, preferred_attention
 from ..data import CTRData, load_named
 from ..evaluation import split_metrics, upsert_result
 from ..evaluation.gates import gate_statistics
@@ -115,11 +115,8 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
         lora_target_modules=config.lora_target_modules,
     )
     del backbone
-    bf16 = (
-        config.bf16
-        if config.bf16 is not None
-        else torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    )
+    model.set_attn_implementation(preferred_attention())
+    bf16 = config.bf16 if config.bf16 is not None else native_bf16()
     text_processor = processor.with_settings(hybrid=False)
 
     @functools.cache
@@ -167,7 +164,12 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
         model.save_pretrained(out / MODEL_DIR)
         processor.save_pretrained(out / MODEL_DIR)
     seconds = round(time.perf_counter() - start, 1)
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+    cpu_precision = ", bf16" if bf16 else ""  # rows record it: the CPU default depends on the machine
+    device = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"cpu ({os.cpu_count()} cores{cpu_precision})"
+    )
     row = {
         "method": config.method,
         "backbone": Path(config.backbone).name if config.backbone else "SmolLM2-135M-Instruct",

@@ -142,7 +142,7 @@ def training_arguments(
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=False,
-        use_cpu=cpu_processes(),
+        use_cpu=explicit_cpu(bf16),
         **sampling,
     )
 
@@ -154,10 +154,11 @@ def world_size() -> int:
     return max(int(os.environ.get("WORLD_SIZE", "1")), 1)
 
 
-def cpu_processes() -> bool:
-    """Several processes without a GPU: without ``use_cpu`` accelerate leaves the Trainer undistributed on CPU
-    (every process would train the whole run alone and write the same files); with it, DDP over gloo."""
-    return world_size() > 1 and not torch.cuda.is_available()
+def explicit_cpu(bf16: bool) -> bool:
+    """Whether the Trainer must be told ``use_cpu``: without it, several processes without a GPU stay
+    undistributed (each would train the whole run alone and write the same files; with it, DDP over gloo),
+    and bf16 autocast on a CPU is refused."""
+    return not torch.cuda.is_available() and (world_size() > 1 or bf16)
 
 
 def run_stage(
@@ -233,7 +234,7 @@ def predict_scores(
         report_to=[],
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=False,
-        use_cpu=cpu_processes(),
+        use_cpu=explicit_cpu(bf16),
     )
     trainer = CTRTrainer(model=model, args=args, data_collator=make_collator(processor))
     order = evaluation_order(dataset)
