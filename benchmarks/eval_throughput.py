@@ -47,9 +47,8 @@ def main(argv: list[str] | None = None) -> dict:
     ours, processor = common.build_ours(backbone, tokenizer, data, dtype)
     ours.to(dtype).eval()
     attention = common.preferred_attention()
-    sdpa = (
-        common.build_ours(backbone, tokenizer, data, dtype, "sdpa")[0].eval() if attention != "sdpa" else ours
-    )
+    sdpa = common.build_ours(backbone, tokenizer, data, dtype, "sdpa")[0] if attention != "sdpa" else ours
+    sdpa.to(dtype).eval()
     plain = common.make_plain(backbone).eval()
     yes, no = processor.yes_token_id, processor.no_token_id
 

@@ -51,8 +51,8 @@ def native_bf16() -> bool:
 
 def preferred_attention() -> str:
     """``eager`` attention on a CPU, ``sdpa`` on a GPU. On 2 AMX cores in bf16, eager ran a SmolLM2 LoRA
-    training step 1.3-1.5x faster than SDPA (whose CPU flash-attention backward took a quarter of the step)
-    and a forward 1.1-1.35x faster; in fp32 the two ran even."""
+    training step 1.2x faster than SDPA, whose CPU flash-attention backward took 27% of the step
+    (``benchmarks/train_throughput.py --levers``); scoring ran even, and so did fp32 training."""
     return "sdpa" if torch.cuda.is_available() else "eager"
 
 
