@@ -90,10 +90,8 @@ def main(argv: list[str] | None = None) -> dict:
     sdpa32 = sdpa_base = ours
     if args.levers:  # the levers before the attention kernel run HF's default (SDPA), as plain does
         sdpa32 = common.build_ours(backbone, tokenizer, data, torch.float32, "sdpa")[0]
-        if attention != "sdpa":
-            sdpa_base = (
-                common.build_ours(backbone, tokenizer, data, base_dtype, "sdpa")[0] if bf16 else sdpa32
-            )
+        if bf16 and attention != "sdpa":
+            sdpa_base = common.build_ours(backbone, tokenizer, data, base_dtype, "sdpa")[0]
     plain_model = common.make_plain(backbone)  # the backbone itself, now fp32 with LoRA
     for model in {id(m): m for m in (ours, sdpa32, sdpa_base, plain_model)}.values():
         if grad_ckpt:
