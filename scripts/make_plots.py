@@ -1,8 +1,10 @@
 """Figures for the README from finished runs: ``python scripts/make_plots.py outputs/ml1m --out results``.
 
-``python scripts/make_plots.py outputs/ml1m-cpu --prefix ml1m_cpu_`` for the CPU-protocol rows.
+``python scripts/make_plots.py outputs/ml1m-cpu --prefix ml1m_cpu_`` for the CPU-protocol rows;
+``--method NAME`` (repeatable) plots the runs of those method names instead of TALLRec, CoLLM and CCF-LLM.
 Reads each run folder's ``test_scores.parquet``, ``*/trainer_state.json`` and ``gates.json`` (written by
-``scripts/train.py``) and writes ``roc.png``, ``training_curves.png`` and ``gates_warm_vs_cold.png``.
+``scripts/train.py``) and writes ``roc.png``, ``training_curves.png`` and ``gates_warm_vs_cold.png`` (the
+gates of the last plotted run that has any: GATE fusions only).
 """
 
 from __future__ import annotations
@@ -24,20 +26,35 @@ def main() -> None:
     parser.add_argument("runs_dir", type=Path, help="folder holding one sub-folder per run")
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--prefix", default="ml1m_")
+    parser.add_argument(
+        "--method",
+        action="append",
+        dest="methods",
+        help="a method name to plot (repeatable; default: the main rows)",
+    )
     args = parser.parse_args()
-    runs = {}
+    finished = {}
     for metrics in sorted(args.runs_dir.glob("*/metrics.json")):
-        method = json.loads(metrics.read_text())["row"]["method"]
-        if method.removesuffix(CPU_SUFFIX) in MAIN_ROWS:
-            runs[method] = metrics.parent
+        finished[json.loads(metrics.read_text())["row"]["method"]] = metrics.parent
+    if args.methods:
+        missing = [method for method in args.methods if method not in finished]
+        if missing:
+            raise SystemExit(
+                f"no finished run of {missing} under {args.runs_dir}; finished: {sorted(finished)}"
+            )
+        runs = {method: finished[method] for method in args.methods}
+    else:
+        runs = {
+            method: run for method, run in finished.items() if method.removesuffix(CPU_SUFFIX) in MAIN_ROWS
+        }
     if not runs:
         raise SystemExit(f"no finished runs of {MAIN_ROWS} under {args.runs_dir}")
     print(plot_roc(runs, args.out / f"{args.prefix}roc.png"))
     print(plot_training_curves(runs, args.out / f"{args.prefix}training_curves.png"))
-    ccf = [folder for method, folder in runs.items() if method.removesuffix(CPU_SUFFIX) == "CCF-LLM"]
-    gates = (ccf[0] if ccf else Path()) / "gates.json"
-    if gates.is_file() and json.loads(gates.read_text()):
-        print(plot_gates(gates, args.out / f"{args.prefix}gates_warm_vs_cold.png"))
+    gated = [run / "gates.json" for run in runs.values() if (run / "gates.json").is_file()]
+    gated = [gates for gates in gated if json.loads(gates.read_text())]
+    if gated:
+        print(plot_gates(gated[-1], args.out / f"{args.prefix}gates_warm_vs_cold.png"))
 
 
 if __name__ == "__main__":
