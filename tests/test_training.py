@@ -57,6 +57,19 @@ def test_loss_falls_and_everything_is_written(finished: tuple[Path, dict]) -> No
     assert 0.0 <= summary["row"]["test"]["auc"] <= 1.0
 
 
+def test_make_plots_reads_what_a_run_writes(
+    finished: tuple[Path, dict], tmp_path: Path, load_script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, _ = finished
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "tiny").symlink_to(out)  # this run alone, whatever other tests leave beside it
+    argv = ["make_plots.py", str(tmp_path / "runs"), "--out", str(tmp_path), "--method", "tiny"]
+    monkeypatch.setattr("sys.argv", argv)
+    load_script("make_plots").main()
+    for figure in ("ml1m_roc.png", "ml1m_training_curves.png", "ml1m_gates_warm_vs_cold.png"):
+        assert (tmp_path / figure).stat().st_size > 0, figure
+
+
 def test_each_stage_changes_only_its_parameters(finished: tuple[Path, dict]) -> None:
     out, _ = finished
     from safetensors.torch import load_file
