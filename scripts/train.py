@@ -47,18 +47,8 @@ def main() -> None:
         "--resume", action="store_true", help="continue an interrupted run from its checkpoints"
     )
     args = parser.parse_args()
-    overrides = {
-        key: getattr(args, key)
-        for key in (
-            "output_dir",
-            "method",
-            "fusion",
-            "cf_dir",
-            "init_from",
-            "max_train_rows",
-            "results",
-        )
-    }
+    flags = ("output_dir", "method", "fusion", "cf_dir", "init_from", "max_train_rows", "results")
+    overrides = {key: getattr(args, key) for key in flags if getattr(args, key) is not None}
     overrides.update(parse_assignments(args.set))
     try:  # a bad config file is a usage error (message, exit 2), not a traceback
         config = ExperimentConfig.from_yaml(args.config, **overrides)

@@ -382,6 +382,11 @@ def test_a_dotted_override_changes_one_stage_setting(tmp_path: Path) -> None:
         ExperimentConfig.from_yaml(path, **{"stage2.learning_rat": 0.1})
     with pytest.raises(ValueError, match=r"seed\.value: only stage1 and stage2 have settings"):
         ExperimentConfig.from_yaml(path, **{"seed.value": 1})
+    # --set max_train_rows=null (YAML null) lifts the file's limit instead of being skipped.
+    path.write_text("max_train_rows: 1024\n")
+    assert ExperimentConfig.from_yaml(path, max_train_rows=None).max_train_rows is None
+    assert ExperimentConfig.from_yaml(path).max_train_rows == 1024
+    path.write_text("stage2: {epochs: 2, learning_rate: 0.001, batch_size: 8}\n")
     # --set reads values as YAML, where "3e-3" (no dot) is a string: it means the number.
     config = ExperimentConfig.from_yaml(path, **{"stage2.learning_rate": "3e-3", "stage2.batch_size": "4"})
     assert (config.stage2.learning_rate, config.stage2.batch_size) == (0.003, 4)
@@ -500,6 +505,11 @@ def test_killed_mid_stage_then_resumed_ends_with_the_same_metrics(runs: dict) ->
         for name in expected:
             torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6)
     assert row(resumed) == row(reference)
+    summaries = {out: json.loads((out / "metrics.json").read_text()) for out in (reference, resumed)}
+    assert len(summaries[reference]["process_seconds"]) == 1
+    assert len(summaries[resumed]["process_seconds"]) == 3  # the row's wall time counts all three processes
+    for summary in summaries.values():
+        assert summary["row"]["seconds"] == round(sum(summary["process_seconds"]), 1) > 0
     scores = {out: pd.read_parquet(out / "test_scores.parquet") for out in (reference, resumed)}
     np.testing.assert_allclose(scores[resumed]["score"], scores[reference]["score"], rtol=0, atol=1e-5)
 

@@ -119,6 +119,9 @@ def test_resume_from_a_checkpoint_ends_with_the_same_metrics(
     again = run_experiment(tiny_config(inputs, resumed), command="test", resume=True)
     assert again["row"]["valid"] == summary["row"]["valid"]
     assert again["row"]["test"] == summary["row"]["test"]
+    first, resumed_process = again["process_seconds"]  # the first process's time up to its last step is kept
+    assert 0 < first <= summary["process_seconds"][0] and resumed_process > 0
+    assert again["row"]["seconds"] == round(sum(again["process_seconds"]), 1)
 
 
 def test_same_seed_same_metrics(inputs: dict[str, Path], finished: tuple[Path, dict], tmp_path: Path) -> None:

@@ -72,7 +72,8 @@ class ExperimentConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> ExperimentConfig:
-        """The file's settings with ``overrides`` on top; ``stage2.learning_rate`` changes one stage setting."""
+        """The file's settings with ``overrides`` on top (``None`` too: ``max_train_rows=None`` means all rows);
+        ``stage2.learning_rate`` changes one stage setting."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config {path} not found")
@@ -80,8 +81,6 @@ class ExperimentConfig:
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
         for key, value in overrides.items():
-            if value is None:
-                continue
             stage, dot, setting = key.partition(".")
             if not dot:
                 values[key] = value

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from ..evaluation import split_metrics, upsert_result
 from ..evaluation.gates import gate_statistics
 from ..metrics import ctr_metrics
 from .config import ExperimentConfig
-from .trainer import TRAINABLE_FILE, encode_dataset, predict_scores, run_stage, world_size
+from .trainer import TRAINABLE_FILE, WallClock, encode_dataset, predict_scores, run_stage, world_size
 
 MODEL_DIR = "model"
 
@@ -84,10 +83,10 @@ def load_stage1_lora(model: CCFLLMForCTR, run_dir: str | Path) -> None:
 
 def run_experiment(config: ExperimentConfig, command: str, resume: bool = False) -> dict:
     """Run every stage the config asks for, evaluate on valid/test, save the model folder, upsert the results row."""
-    start = time.perf_counter()
     set_seed(config.seed)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    clock = WallClock(out, resume)
     full_data = load_named(config.data, config.data_dir)
     data = subsample(config, full_data)
     needs_cf = config.fusion != "text_only"
@@ -124,7 +123,7 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
         return encode_dataset(data.splits[split], proc, desc=f"tokenizing {split}")
 
     stages = {}
-    common = {"seed": config.seed, "bf16": bf16, "resume": resume}
+    common = {"seed": config.seed, "bf16": bf16, "resume": resume, "callbacks": (clock,)}
     if config.schedule == "joint":
         stages["joint"] = run_stage(
             model, "joint", processor, encoded(processor, "train"), encoded(processor, "valid"),
@@ -163,7 +162,7 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
         )
         model.save_pretrained(out / MODEL_DIR)
         processor.save_pretrained(out / MODEL_DIR)
-    seconds = round(time.perf_counter() - start, 1)
+    process_seconds = clock.process_seconds()  # more than one entry when the run was resumed
     cpu_precision = ", bf16" if bf16 else ""  # rows record it: the CPU default depends on the machine
     device = (
         torch.cuda.get_device_name()
@@ -177,12 +176,12 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
         "cf": cf_name,
         "train_rows": len(data.splits["train"]),
         "device": device,
-        "seconds": seconds,
+        "seconds": round(sum(process_seconds), 1),
         "command": command,
         "valid": split_metrics(metrics["valid"], "valid"),
         "test": split_metrics(metrics["test"], "test"),
     }
-    summary = {"row": row, "stages": stages, "config": config.to_dict()}
+    summary = {"row": row, "process_seconds": process_seconds, "stages": stages, "config": config.to_dict()}
     if main:
         tmp = out / ".metrics.json.tmp"  # a run killed while writing never leaves half a metrics.json
         tmp.write_text(json.dumps(summary, indent=2, default=float))

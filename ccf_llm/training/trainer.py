@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,37 @@ class NaNGuard(TrainerCallback):
             raise FloatingPointError(
                 f"training loss became {loss} at step {state.global_step}: lower the learning rate or turn bf16 off"
             )
+
+
+class WallClock(TrainerCallback):
+    """A run's wall time per process that worked on it, written at training steps (at most once a second) and at
+    each stage's end, so a run resumed across sessions reports all of its time, not only the last process's."""
+
+    FILE = "wall_clock.json"
+
+    def __init__(self, run_dir: Path, resume: bool) -> None:
+        self.path = run_dir / self.FILE
+        resumed = resume and self.path.is_file()
+        self.earlier = json.loads(self.path.read_text())["process_seconds"] if resumed else []
+        self.start = time.perf_counter()
+        self.written_at = -math.inf
+
+    def process_seconds(self) -> list[float]:
+        return [*self.earlier, round(time.perf_counter() - self.start, 1)]
+
+    def write(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"process_seconds": self.process_seconds()}))
+        tmp.replace(self.path)
+        self.written_at = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and time.perf_counter() - self.written_at >= 1.0:
+            self.write()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.write()
 
 
 class CTRTrainer(Trainer):
@@ -172,6 +204,7 @@ def run_stage(
     seed: int,
     bf16: bool,
     resume: bool,
+    callbacks: tuple[TrainerCallback, ...] = (),
 ) -> dict:
     """Train the parameters ``stage_name`` tunes; leaves the best (by valid AUC) weights in ``model``.
 
@@ -191,7 +224,7 @@ def run_stage(
         eval_dataset=valid,
         data_collator=make_collator(processor),
         compute_metrics=make_compute_metrics(valid),
-        callbacks=[NaNGuard()],
+        callbacks=[NaNGuard(), *callbacks],
     )
     complete = [path for path in output_dir.glob("checkpoint-*") if saved_completely(path)]
     last = max(complete, key=lambda path: int(path.name.rpartition("-")[2]), default=None)
