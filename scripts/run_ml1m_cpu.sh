@@ -2,7 +2,8 @@
 # The ML-1M rows under the CPU protocol (configs/ml1m-cpu.yaml), one run at a time: TALLRec first (its
 # LoRA is stage 1 of every other row but the joint one), then CCF-LLM, CoLLM and the ablations (~30 min
 # each on 2 cores, ~70 min for the 4,096-row ones; MAIN_ONLY=1 skips the ablations). Logs in
-# outputs/ml1m-cpu/; each run upserts its row into results/ml1m.json. BF16=1 adds the bf16 rows (AMX CPUs).
+# outputs/ml1m-cpu/; each run upserts its row into results/ml1m.json. BF16=1 adds the bf16 rows (AMX CPUs),
+# BF16=1 ALL_ROWS=1 also stage 2 on all train rows.
 set -euo pipefail
 mkdir -p outputs/ml1m-cpu
 cfg=configs/ml1m-cpu.yaml
@@ -29,7 +30,7 @@ if [ -z "${MAIN_ONLY:-}" ]; then
   python scripts/train.py --config "$cfg" --set schedule=joint --method "CCF-LLM (one joint stage) (cpu-subsample)" \
     --output-dir outputs/ml1m-cpu/joint > outputs/ml1m-cpu/joint.log 2>&1
 fi
-if [ -n "${BF16:-}" ]; then  # a CPU with AMX: bf16 trains ~2x faster; its own stage 1, stage 2 on 8,192 and 16,384 rows
+if [ -n "${BF16:-}" ]; then  # a CPU with AMX: bf16 trains ~2x faster; its own stage 1, stage 2 on 8,192 and 16,384 rows, CoLLM on 16,384
   python scripts/train.py --config "$cfg" --set bf16=true --fusion text_only --method "TALLRec (bf16) (cpu-subsample)" \
     --output-dir outputs/ml1m-cpu/tallrec-bf16 > outputs/ml1m-cpu/tallrec-bf16.log 2>&1
   methods=(--method "TALLRec (bf16) (cpu-subsample)")
@@ -41,5 +42,16 @@ if [ -n "${BF16:-}" ]; then  # a CPU with AMX: bf16 trains ~2x faster; its own s
       --output-dir "outputs/ml1m-cpu/rows$rows-bf16" > "outputs/ml1m-cpu/rows$rows-bf16.log" 2>&1
     methods+=(--method "$method")
   done
+  method="CoLLM (stage 2 on 16,384 rows, bf16) (cpu-subsample)"  # ~2 h
+  python scripts/train.py --config "$cfg" --set bf16=true --init-from outputs/ml1m-cpu/tallrec-bf16 \
+    --set max_train_rows=16384 --fusion cf_only --method "$method" \
+    --output-dir outputs/ml1m-cpu/collm-rows16384-bf16 > outputs/ml1m-cpu/collm-rows16384-bf16.log 2>&1
+  methods+=(--method "$method")
+  if [ -n "${ALL_ROWS:-}" ]; then  # stage 2 on all 33,891 train rows: ~4.5 h, so it checkpoints 10 times; rerun to resume
+    python scripts/train.py --config "$cfg" --set bf16=true --init-from outputs/ml1m-cpu/tallrec-bf16 \
+      --set max_train_rows=null --set stage2.evals_per_epoch=10 --resume \
+      --method "CCF-LLM (stage 2 on all 33,891 rows, bf16) (cpu-subsample)" \
+      --output-dir outputs/ml1m-cpu/rows-all-bf16 >> outputs/ml1m-cpu/rows-all-bf16.log 2>&1
+  fi
   python scripts/make_plots.py outputs/ml1m-cpu --prefix ml1m_cpu_ "${methods[@]}"
 fi
