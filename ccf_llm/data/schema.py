@@ -8,7 +8,6 @@ Ids follow CoLLM: ``0`` is padding, real ids start at 1, ``his`` starts with a p
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from datasets import Dataset, DatasetDict
+
+from ..atomic import replaced_atomically
 
 ROW_COLUMNS = ("uid", "iid", "label", "timestamp", "his", "title", "not_cold")
 SPLITS = ("train", "valid", "test")
@@ -61,19 +62,9 @@ class CTRData:
         if self.users is not None:
             frames["users"] = self.users
         for name, frame in frames.items():
-            write_parquet_atomic(frame, out / f"{name}.parquet")
+            with replaced_atomically(out / f"{name}.parquet") as tmp:
+                frame.to_parquet(tmp, index=False)
         return out
-
-
-def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _read_parquet(path: Path, required: tuple[str, ...]) -> pd.DataFrame:

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_text_atomically
+
 ROW_KEYS = (
     "method", "backbone", "fusion", "cf", "train_rows", "device", "seconds", "command", "valid", "test",
 )  # fmt: skip
@@ -76,13 +78,5 @@ def _upsert_locked(target: Path, row: Mapping[str, Any], dataset: str, protocol:
     else:
         content["rows"].append(new_row)
 
-    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(content, stream, indent=2)
-            stream.write("\n")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_text_atomically(target, json.dumps(content, indent=2) + "\n")
     return content

@@ -16,6 +16,7 @@ from transformers import set_seed
 
 from modeling_ccf import CCFLLMForCTR
 
+from ..atomic import write_text_atomically
 from ..build import build_model, load_backbone, native_bf16, preferred_attention
 from ..data import CTRData, load_named
 from ..evaluation import split_metrics, upsert_result
@@ -183,9 +184,7 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
     }
     summary = {"row": row, "process_seconds": process_seconds, "stages": stages, "config": config.to_dict()}
     if main:
-        tmp = out / ".metrics.json.tmp"  # a run killed while writing never leaves half a metrics.json
-        tmp.write_text(json.dumps(summary, indent=2, default=float))
-        tmp.replace(out / "metrics.json")
+        write_text_atomically(out / "metrics.json", json.dumps(summary, indent=2, default=float))
     if config.results and main:
         upsert_result(config.results, row, dataset="ml-1m" if config.data == "ml1m" else data.name)
     return summary

@@ -19,6 +19,7 @@ from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArgum
 from modeling_ccf import CCFLLMForCTR
 from processing_ccf import CCFLLMProcessor
 
+from ..atomic import replaced_atomically, write_text_atomically
 from ..metrics import ctr_metrics
 from .config import StageConfig
 from .stages import set_trainable
@@ -92,9 +93,7 @@ class WallClock(TrainerCallback):
         return [*self.earlier, round(time.perf_counter() - self.start, 1)]
 
     def write(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"process_seconds": self.process_seconds()}))
-        tmp.replace(self.path)
+        write_text_atomically(self.path, json.dumps({"process_seconds": self.process_seconds()}))
         self.written_at = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -234,9 +233,8 @@ def run_stage(
         state = {
             name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if name in trainable
         }
-        tmp = done.with_suffix(".tmp")
-        save_file(state, tmp)
-        tmp.replace(done)
+        with replaced_atomically(done) as tmp:
+            save_file(state, tmp)
     return {"train_seconds": result.metrics.get("train_runtime"), "best_valid_auc": trainer.state.best_metric}
 
 
