@@ -34,24 +34,23 @@ if [ -n "${BF16:-}" ]; then  # a CPU with AMX: bf16 trains ~2x faster; its own s
   python scripts/train.py --config "$cfg" --set bf16=true --fusion text_only --method "TALLRec (bf16) (cpu-subsample)" \
     --output-dir outputs/ml1m-cpu/tallrec-bf16 > outputs/ml1m-cpu/tallrec-bf16.log 2>&1
   methods=(--method "TALLRec (bf16) (cpu-subsample)")
+  stage2_bf16() {  # flags before --output-dir, the order the rows' recorded commands have; logs append, as reruns resume
+    local name=$1; shift
+    python scripts/train.py --config "$cfg" --set bf16=true --init-from outputs/ml1m-cpu/tallrec-bf16 "$@" \
+      --output-dir "outputs/ml1m-cpu/$name" >> "outputs/ml1m-cpu/$name.log" 2>&1
+  }
   for rows in 8,192 16,384; do  # ~70 and ~125 min on 2 cores
     method="CCF-LLM (stage 2 on $rows rows, bf16) (cpu-subsample)"
-    rows=${rows//,/}
-    python scripts/train.py --config "$cfg" --set bf16=true --init-from outputs/ml1m-cpu/tallrec-bf16 \
-      --set max_train_rows="$rows" --method "$method" \
-      --output-dir "outputs/ml1m-cpu/rows$rows-bf16" > "outputs/ml1m-cpu/rows$rows-bf16.log" 2>&1
+    stage2_bf16 "rows${rows//,/}-bf16" --set max_train_rows="${rows//,/}" --method "$method"
     methods+=(--method "$method")
   done
   method="CoLLM (stage 2 on 16,384 rows, bf16) (cpu-subsample)"  # ~2 h
-  python scripts/train.py --config "$cfg" --set bf16=true --init-from outputs/ml1m-cpu/tallrec-bf16 \
-    --set max_train_rows=16384 --fusion cf_only --method "$method" \
-    --output-dir outputs/ml1m-cpu/collm-rows16384-bf16 > outputs/ml1m-cpu/collm-rows16384-bf16.log 2>&1
+  stage2_bf16 collm-rows16384-bf16 --set max_train_rows=16384 --fusion cf_only --method "$method"
   methods+=(--method "$method")
   if [ -n "${ALL_ROWS:-}" ]; then  # stage 2 on all 33,891 train rows: ~4.5 h, so it checkpoints 10 times; rerun to resume
-    python scripts/train.py --config "$cfg" --set bf16=true --init-from outputs/ml1m-cpu/tallrec-bf16 \
-      --set max_train_rows=null --set stage2.evals_per_epoch=10 --resume \
-      --method "CCF-LLM (stage 2 on all 33,891 rows, bf16) (cpu-subsample)" \
-      --output-dir outputs/ml1m-cpu/rows-all-bf16 >> outputs/ml1m-cpu/rows-all-bf16.log 2>&1
+    method="CCF-LLM (stage 2 on all 33,891 rows, bf16) (cpu-subsample)"
+    stage2_bf16 rows-all-bf16 --set max_train_rows=null --set stage2.evals_per_epoch=10 --resume --method "$method"
+    methods+=(--method "$method")
   fi
   python scripts/make_plots.py outputs/ml1m-cpu --prefix ml1m_cpu_ "${methods[@]}"
 fi
