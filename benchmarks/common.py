@@ -199,6 +199,18 @@ def interleave(variants: Variants, warmup: int, steps: int) -> dict[str, Timing]
     return timings
 
 
+def timing_report(timings: dict[str, Timing], result: str) -> dict:
+    """The per-variant fields every interleaved benchmark writes; ``result`` names what each step returned."""
+    return {
+        "samples_per_s": {name: round(t.samples_per_s, 2) for name, t in timings.items()},
+        "seconds": {name: round(t.seconds, 3) for name, t in timings.items()},
+        "cold_seconds": {name: round(t.cold_seconds, 3) for name, t in timings.items()},
+        f"nonfinite_{result}_round": {
+            name: t.nonfinite_round for name, t in timings.items() if t.nonfinite_round is not None
+        },
+    }
+
+
 def autocast(enabled: bool) -> contextlib.AbstractContextManager:
     """bf16 autocast on the current device when ``enabled``."""
     if not enabled:

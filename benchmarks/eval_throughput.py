@@ -92,12 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "rows": common.prefix_sharing(common.encode_rows(text, rows)),
                 "whole_split": common.prefix_sharing(common.encode_rows(text, data.rows)),
             },
-            "samples_per_s": {name: round(value, 2) for name, value in speed.items()},
-            "seconds": {name: round(t.seconds, 3) for name, t in timings.items()},
-            "cold_seconds": {name: round(t.cold_seconds, 3) for name, t in timings.items()},
-            "nonfinite_score_round": {
-                n: t.nonfinite_round for n, t in timings.items() if t.nonfinite_round is not None
-            },
+            **common.timing_report(timings, "score"),
             "tokens": {name: common.token_stats(batches) for name, (_, batches) in variants.items()},
             "settings": {
                 "batch_size": batch_size,

@@ -28,25 +28,25 @@ def ours_step(model: torch.nn.Module, stage: str, amp: bool) -> Callable[[dict],
     """One optimizer step of ``stage`` (set_trainable is cheap, so stages can share one model)."""
     inner = getattr(model, "_orig_mod", model)  # a torch.compile'd model's own module
     set_trainable(inner, stage)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4, fused=True)
-
-    def step(batch: dict) -> torch.Tensor:
-        set_trainable(inner, stage)
-        with common.autocast(amp):
-            loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
-
-    return step
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
+    return training_step(model, optimizer, amp, before=lambda: set_trainable(inner, stage))
 
 
 def plain_step(model: torch.nn.Module, amp: bool) -> Callable[[dict], torch.Tensor]:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    return training_step(model, optimizer, amp)
+
+
+def training_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    amp: bool,
+    before: Callable[[], object] = lambda: None,
+) -> Callable[[dict], torch.Tensor]:
+    """One optimizer step on a batch, returning its loss; ``before`` runs first (ours re-selects its stage)."""
 
     def step(batch: dict) -> torch.Tensor:
+        before()
         with common.autocast(amp):
             loss = model(**batch).loss
         loss.backward()
@@ -144,16 +144,11 @@ def main(argv: list[str] | None = None) -> dict:
             "ratio": round(two_stage / speed["plain"], 3),
             "target": f">= {TARGET['cuda' if cuda else 'cpu']}x plain (two-stage samples/s)",
             "ratios": {stage: round(speed[stage] / speed["plain"], 3) for stage in ("stage1", "stage2")},
-            "samples_per_s": {name: round(value, 2) for name, value in speed.items()},
             "levers": [
                 {"name": label, "ratio": round(speed[name] / speed["plain"], 3)} for label, name in levers
             ],
-            "seconds": {name: round(t.seconds, 3) for name, t in timings.items()},
-            "cold_seconds": {name: round(t.cold_seconds, 3) for name, t in timings.items()},
+            **common.timing_report(timings, "loss"),
             "last_loss": {name: round(t.last, 4) for name, t in timings.items()},
-            "nonfinite_loss_round": {
-                n: t.nonfinite_round for n, t in timings.items() if t.nonfinite_round is not None
-            },
             "tokens": {name: common.token_stats(batches) for name, (_, batches) in variants.items()},
             "settings": {
                 "batch_size": batch_size,
