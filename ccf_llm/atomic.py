@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,16 +11,18 @@ from pathlib import Path
 
 @contextmanager
 def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` to write; it becomes ``path`` only when the block finishes."""
+    """Yield a temporary path beside ``path`` to write; it becomes ``path`` only when the block finishes.
+
+    The writer creates the temporary file itself, so the result gets the usual umask permissions
+    (``tempfile.mkstemp`` would leave it readable by its owner only).
+    """
     target = Path(path)
-    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(handle)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, target)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:

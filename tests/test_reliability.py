@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -29,7 +30,6 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from ccf_llm.data import DataError, load_split
-from ccf_llm.evaluation import results as results_module
 from ccf_llm.evaluation import upsert_result
 from ccf_llm.testing import make_tiny
 from ccf_llm.testing.make_tiny import TINY_CATALOG, tiny_tokenizer
@@ -451,15 +451,27 @@ def test_a_failing_results_write_leaves_the_previous_file(tmp_path: Path, monkey
     upsert_result(target, ROW)
     before = target.read_bytes()
 
-    def half_then_crash(content, stream, **kwargs) -> None:
-        stream.write(json.dumps(content)[:20])
+    def half_then_crash(path: Path, text: str, *args, **kwargs) -> None:
+        with open(path, "w") as stream:
+            stream.write(text[:20])
         raise OSError("disk full")
 
-    monkeypatch.setattr(results_module.json, "dump", half_then_crash)
+    monkeypatch.setattr(Path, "write_text", half_then_crash)
     with pytest.raises(OSError, match="disk full"):
         upsert_result(target, {**ROW, "method": "other"})
+    monkeypatch.undo()
     assert target.read_bytes() == before
     assert sorted(p.name for p in target.parent.iterdir() if not p.name.endswith(".lock")) == ["ml1m.json"]
+
+
+def test_atomic_writes_keep_the_usual_permissions(tmp_path: Path) -> None:
+    """A temporary file from ``mkstemp`` is owner-only; the committed results file must stay readable."""
+    umask = os.umask(0o022)
+    try:
+        upsert_result(tmp_path / "ml1m.json", ROW)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "ml1m.json").stat().st_mode) == 0o644
 
 
 def test_a_failing_data_save_leaves_the_previous_files(good_split: Path, tmp_path: Path, monkeypatch) -> None:
