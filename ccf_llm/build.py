@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import tempfile
@@ -57,10 +58,15 @@ def preferred_attention() -> str:
 
 
 def gguf_cache_dir(gguf: Path) -> Path:
-    """Where the de-quantized copy of a GGUF file is kept (``$CCF_CACHE`` or ``~/.cache/ccf_llm``)."""
+    """Where the de-quantized copy of a GGUF file is kept (``$CCF_CACHE`` or ``~/.cache/ccf_llm``).
+
+    Keyed by the file's content (sha256, ~0.2 s for SmolLM2), not its path or mtime: every reinstall or
+    virtual environment holding the same file shares one ~0.5 GB copy instead of adding its own.
+    """
     root = Path(os.environ.get("CCF_CACHE", Path.home() / ".cache" / "ccf_llm"))
-    stat = gguf.stat()
-    return root / f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    with open(gguf, "rb") as stream:
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()
+    return root / f"{gguf.stem}-{digest[:16]}"
 
 
 def load_backbone(

