@@ -1,4 +1,4 @@
-"""Shared test fixtures: the shared ML-1M split, and writers of raw files in the real source formats."""
+"""Shared test fixtures: the shared ML-1M split, one torch thread, and writers of raw files in the real source formats."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import importlib.util
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+import torch
 
 Rating = tuple[object, object, object, object]  # user, item, rating, timestamp (as written)
 
@@ -30,6 +31,16 @@ def ml1m_dir() -> Path:
             pytest.fail(f"{reason} and CCF_REQUIRE_SHARED_DATA=1")
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for a module's tiny models: on the 2 shared cores, handing their small matrices
+    between two contended threads costs many times the work itself."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,8 @@ from configuration_ccf import FUSIONS, SCORE_TYPES, CCFLLMConfig
 from modeling_ccf import CCFLLMForCTR
 from processing_ccf import CCFLLMProcessor
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest
+
 ARCHS = ("llama", "qwen2", "mistral", "gpt2")
 UNKNOWN_TITLE = "A Film Not In The Catalog (2001)"
 # (history, candidate, user id): different lengths, an empty history, unknown titles and an unknown user
@@ -27,15 +29,6 @@ PROMPTS: list[tuple[list, int | str, int]] = [
     ([8, 1, UNKNOWN_TITLE, 3, 4, 5], UNKNOWN_TITLE, 0),
 ]
 LABELS = [1.0, 0.0, 1.0, 0.0]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run ~30x faster on one thread than on two contended ones (2 shared cores)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def make_batch(processor: CCFLLMProcessor, prompts=PROMPTS, labels: list[float] | None = None):
@@ -285,6 +278,13 @@ def test_loss_is_bce_on_the_score() -> None:
 # --- placeholders, padding and batching --------------------------------------------------------
 
 
+def hybrid_embeddings(model: CCFLLMForCTR, inputs) -> torch.Tensor:
+    """What the model feeds its backbone: the prompt's token embeddings with fused placeholder vectors."""
+    keys = ("input_ids", "user_ids", "item_ids", "history_ids", "title_index")
+    with torch.no_grad():
+        return model.embed_hybrid_prompt(*(inputs[key] for key in keys))[0]
+
+
 def reference_embeddings(model: CCFLLMForCTR, inputs) -> tuple[torch.Tensor, torch.Tensor]:
     """Row by row, from the definitions: plain token embeddings, and placeholders set to fused vectors.
 
@@ -332,14 +332,8 @@ def test_placeholders_land_on_their_positions(side: str, history_item_tokens: bo
     processor = processor.with_settings(padding_side=side, history_item_tokens=history_item_tokens)
     inputs = make_batch(processor)
     assert not inputs["attention_mask"].all()  # the batch is padded
+    embeds = hybrid_embeddings(model, inputs)
     with torch.no_grad():
-        embeds, _, _ = model.embed_hybrid_prompt(
-            inputs["input_ids"],
-            inputs["user_ids"],
-            inputs["item_ids"],
-            inputs["history_ids"],
-            inputs["title_index"],
-        )
         plain, expected = reference_embeddings(model, inputs)
     ids = inputs["input_ids"]
     placeholder = (ids == processor.item_token_id) | (ids == processor.user_token_id)
@@ -444,14 +438,8 @@ def test_unknown_items_and_users_get_their_text_vectors() -> None:
     inputs = make_batch(processor, prompts)
     assert inputs["item_ids"].tolist() == [0, 0, 99]
     assert torch.isfinite(scores(model, inputs)).all()
+    embeds = hybrid_embeddings(model, inputs)
     with torch.no_grad():
-        embeds, _, _ = model.embed_hybrid_prompt(
-            inputs["input_ids"],
-            inputs["user_ids"],
-            inputs["item_ids"],
-            inputs["history_ids"],
-            inputs["title_index"],
-        )
         plain, _ = reference_embeddings(model, inputs)
     ids, slots = inputs["input_ids"], inputs["title_index"]
     is_item = ids == processor.item_token_id

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,13 +21,10 @@ HISTORY = [1, "Fargo (1996)"]
 
 
 @pytest.fixture(scope="module")
-def pipe(tmp_path_factory) -> Iterator[CCFLLMPipeline]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: thread hand-offs cost ~50x the work on a busy 2-core machine
+def pipe(tmp_path_factory, one_thread) -> CCFLLMPipeline:
     folder = make_tiny(tmp_path_factory.mktemp("tiny") / "model")
     model = CCFLLMForCTR.from_pretrained(folder, dtype=torch.float32)
-    yield CCFLLMPipeline(model=model, processor=CCFLLMProcessor.from_pretrained(folder), device="cpu")
-    torch.set_num_threads(threads)
+    return CCFLLMPipeline(model=model, processor=CCFLLMProcessor.from_pretrained(folder), device="cpu")
 
 
 def yes(result: list[dict]) -> float:

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SKIPPED_DIRS = {
@@ -198,22 +197,17 @@ def assert_safetensors_only(folder: Path) -> None:
         )
 
 
-def test_saved_and_published_folders_hold_safetensors_only(tmp_path: Path) -> None:
+def test_saved_and_published_folders_hold_safetensors_only(tmp_path: Path, one_thread) -> None:
     from ccf_llm.publishing import write_model_folder
     from ccf_llm.testing import make_tiny
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        run = tmp_path / "run"
-        make_tiny(run / "model")
-        row = {"method": "tiny", "backbone": "tiny", "fusion": "gate", "cf": "random", "train_rows": 1,
-               "device": "cpu", "seconds": 0.0, "command": "test",
-               "valid": {"auc": 0.5, "uauc": 0.5}, "test": {"auc": 0.5, "uauc": 0.5, "auc_warm": None,
-                                                           "auc_cold": None}}  # fmt: skip
-        (run / "metrics.json").write_text(json.dumps({"row": row, "stages": {}, "config": {"data": "tiny"}}))
-        published = write_model_folder(run, tmp_path / "published")
-    finally:
-        torch.set_num_threads(threads)
+    run = tmp_path / "run"
+    make_tiny(run / "model")
+    row = {"method": "tiny", "backbone": "tiny", "fusion": "gate", "cf": "random", "train_rows": 1,
+           "device": "cpu", "seconds": 0.0, "command": "test",
+           "valid": {"auc": 0.5, "uauc": 0.5}, "test": {"auc": 0.5, "uauc": 0.5, "auc_warm": None,
+                                                       "auc_cold": None}}  # fmt: skip
+    (run / "metrics.json").write_text(json.dumps({"row": row, "stages": {}, "config": {"data": "tiny"}}))
+    published = write_model_folder(run, tmp_path / "published")
     assert_safetensors_only(run / "model")
     assert_safetensors_only(published)

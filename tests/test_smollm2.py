@@ -17,7 +17,7 @@ from ccf_llm.build import build_model, gguf_cache_dir, load_backbone, smollm2_gg
 from modeling_ccf import CCFLLMForCTR
 from processing_ccf import CCFLLMProcessor
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 CATALOG = {
     1: "Toy Story (1995)",
@@ -41,15 +41,6 @@ PROMPTS = [
     ([12, "Amelie (2001)", 2], "Spirited Away (2001)", 0),
 ]
 CF_DIM = 16
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """On the 2 shared cores, one thread runs this model 3-5x faster than two contended ones."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def smollm2_available() -> None:

@@ -21,8 +21,7 @@ from ccf_llm.training.trainer import TRAINABLE_FILE, CTRTrainer, evaluation_orde
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    torch.set_num_threads(1)
+def inputs(tmp_path_factory: pytest.TempPathFactory, one_thread) -> dict[str, Path]:
     return write_tiny_run_inputs(tmp_path_factory.mktemp("tiny_run"))
 
 
