@@ -492,6 +492,13 @@ def prefix_sharing(encoded: list[dict]) -> dict[str, float]:
     }
 
 
+def linear_macs_per_token(causal_lm: torch.nn.Module) -> tuple[int, int]:
+    """Multiply-adds one token costs in a causal LM's Linear layers: (the decoder, the vocabulary head)."""
+    head = causal_lm.get_output_embeddings()
+    linears = (m for m in causal_lm.modules() if isinstance(m, torch.nn.Linear) and m is not head)
+    return sum(m.weight.numel() for m in linears), head.weight.numel()
+
+
 def token_stats(batches: list[dict]) -> dict[str, float]:
     """Real and padded tokens per row: how much of the compute is padding."""
     real = sum(int(b["attention_mask"].sum()) for b in batches)

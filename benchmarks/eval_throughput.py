@@ -6,8 +6,10 @@ where bf16 is native: GPU, AMX CPU). Ours (``ratio``): CCFLLMForCTR's ``score_sh
 evaluation order (rows of one prefix together, short to long), each distinct prefix computed once; bf16
 weights where native (else fp32), eager attention on a CPU (``preferred_attention``; plain keeps SDPA).
 Levers apart: ``forward`` (the Yes/No head on the last position, length-sorted batches, every prompt in
-full), ``attention_lever`` (ours over ours with SDPA, where the kernels differ). On text prompts (like for
-like) and hybrid prompts (what stage 2 scores; longer). No gradients on either side; variants run
+full), ``attention_lever`` (ours over ours with SDPA, where the kernels differ). ``matmul_ceiling``: plain's
+Linear-layer multiply-adds per row (padded tokens x decoder + vocabulary head) over ours (real tokens, each
+prefix once, x decoder), the ratio a device bound by those matmuls alone would show. On text prompts (like
+for like) and hybrid prompts (what stage 2 scores; longer). No gradients on either side; variants run
 interleaved.
 """
 
@@ -78,6 +80,11 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.inference_mode(), common.autocast(bf16):
         timings = common.interleave(variants, warmup, steps)
     speed = {name: timing.samples_per_s for name, timing in timings.items()}
+    tokens = {name: common.token_stats(batches) for name, (_, batches) in variants.items()}
+    sharing = common.prefix_sharing(common.encode_rows(text, rows))
+    decoder, head = common.linear_macs_per_token(plain)
+    plain_macs = tokens["plain"]["padded_tokens_per_row"] * (decoder + head)
+    ours_macs = tokens["text"]["real_tokens_per_row"] / sharing["token_ratio"] * decoder
     return common.write_result(
         "eval_throughput",
         args,
@@ -88,12 +95,13 @@ def main(argv: list[str] | None = None) -> dict:
             "forward_ratio": round(speed["text_forward"] / speed["plain"], 3),
             "hybrid_forward_ratio": round(speed["hybrid_forward"] / speed["plain"], 3),
             "attention_lever": round(speed["text"] / speed["text_sdpa"], 3) if "text_sdpa" in speed else None,
+            "matmul_ceiling": round(plain_macs / ours_macs, 2),
             "prefix_sharing": {
-                "rows": common.prefix_sharing(common.encode_rows(text, rows)),
+                "rows": sharing,
                 "whole_split": common.prefix_sharing(common.encode_rows(text, data.rows)),
             },
             **common.timing_report(timings, "score"),
-            "tokens": {name: common.token_stats(batches) for name, (_, batches) in variants.items()},
+            "tokens": tokens,
             "settings": {
                 "batch_size": batch_size,
                 "steps": steps,

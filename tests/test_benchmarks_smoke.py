@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import eval_throughput, memory, pipeline_throughput, ranking, train_throughput
+from benchmarks import common, eval_throughput, memory, pipeline_throughput, ranking, train_throughput
 
 
 @pytest.mark.parametrize(
@@ -32,6 +32,8 @@ def test_benchmark_tiny(module, extra: list[str], tmp_path: Path, capsys) -> Non
     assert written["ratio"] > 0 and written["versions"]["torch"] == torch.__version__
     if module in (ranking, pipeline_throughput):
         assert record["scores_equal"], record["max_abs_score_difference"]
+    if module is eval_throughput:
+        assert record["matmul_ceiling"] > 1
 
 
 def test_memory_tiny(tmp_path: Path, capsys) -> None:
@@ -41,3 +43,26 @@ def test_memory_tiny(tmp_path: Path, capsys) -> None:
         assert record["ratio"] > 0 and record["peak_gib"]["ours_stage1"] > 0
     else:
         assert record["skipped"] == "no GPU"
+
+
+def test_linear_macs_count_each_decoder_matmul_once_and_the_head_apart() -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    hidden, kv_width, mlp, layers, vocab = 16, 8, 32, 2, 100
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=mlp,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )
+    per_layer = 2 * hidden * hidden + 2 * hidden * kv_width + 3 * hidden * mlp  # q, o; k, v; gate, up, down
+    lora = 8 * (hidden + hidden) + 8 * (hidden + kv_width)  # make_plain: r=8 on q_proj and v_proj
+    model = LlamaForCausalLM(config)
+    assert common.linear_macs_per_token(model) == (layers * per_layer, vocab * hidden)
+    assert common.linear_macs_per_token(common.make_plain(model)) == (
+        layers * (per_layer + lora),
+        vocab * hidden,
+    )
