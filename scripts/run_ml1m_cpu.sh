@@ -3,7 +3,7 @@
 # LoRA is stage 1 of every other row but the joint one), then CCF-LLM, CoLLM and the ablations (~30 min
 # each on 2 cores, ~70 min for the 4,096-row ones; MAIN_ONLY=1 skips the ablations). Logs in
 # outputs/ml1m-cpu/; each run upserts its row into results/ml1m.json. BF16=1 adds the bf16 rows (AMX CPUs),
-# BF16=1 ALL_ROWS=1 also stage 2 on all train rows.
+# BF16=1 ALL_ROWS=1 also stage 2 on all train rows, BF16=1 STAGE1_ROWS=1 stage 1 on 8,192 rows.
 set -euo pipefail
 mkdir -p outputs/ml1m-cpu
 cfg=configs/ml1m-cpu.yaml
@@ -36,7 +36,7 @@ if [ -n "${BF16:-}" ]; then  # a CPU with AMX: bf16 trains ~2x faster; its own s
   methods=(--method "TALLRec (bf16) (cpu-subsample)")
   stage2_bf16() {  # flags before --output-dir, the order the rows' recorded commands have; logs append, as reruns resume
     local name=$1; shift
-    python scripts/train.py --config "$cfg" --set bf16=true --init-from outputs/ml1m-cpu/tallrec-bf16 "$@" \
+    python scripts/train.py --config "$cfg" --set bf16=true --init-from "${STAGE1:-outputs/ml1m-cpu/tallrec-bf16}" "$@" \
       --output-dir "outputs/ml1m-cpu/$name" >> "outputs/ml1m-cpu/$name.log" 2>&1
   }
   for rows in 8,192 16,384; do  # ~70 and ~125 min on 2 cores
@@ -50,6 +50,17 @@ if [ -n "${BF16:-}" ]; then  # a CPU with AMX: bf16 trains ~2x faster; its own s
   if [ -n "${ALL_ROWS:-}" ]; then  # stage 2 on all 33,891 train rows: ~4.5 h, so it checkpoints 10 times; rerun to resume
     method="CCF-LLM (stage 2 on all 33,891 rows, bf16) (cpu-subsample)"
     stage2_bf16 rows-all-bf16 --set max_train_rows=null --set stage2.evals_per_epoch=10 --resume --method "$method"
+    methods+=(--method "$method")
+  fi
+  if [ -n "${STAGE1_ROWS:-}" ]; then  # stage 1 on the 8,192 most recent rows (~1 h), then stage 2 from it on 16,384 (~2 h)
+    method="TALLRec (8,192 rows, bf16) (cpu-subsample)"
+    python scripts/train.py --config "$cfg" --set bf16=true --set max_train_rows=8192 --set stage1.evals_per_epoch=4 \
+      --fusion text_only --resume --method "$method" --output-dir outputs/ml1m-cpu/tallrec-rows8192-bf16 \
+      >> outputs/ml1m-cpu/tallrec-rows8192-bf16.log 2>&1
+    methods+=(--method "$method")
+    method="CCF-LLM (stage 1 on 8,192 rows, stage 2 on 16,384, bf16) (cpu-subsample)"
+    STAGE1=outputs/ml1m-cpu/tallrec-rows8192-bf16 stage2_bf16 stage1-rows8192-bf16 --set max_train_rows=16384 \
+      --method "$method"  # as the 16,384-row row but for its stage 1 (one eval at the end: fits one 3 h session)
     methods+=(--method "$method")
   fi
   python scripts/make_plots.py outputs/ml1m-cpu --prefix ml1m_cpu_ "${methods[@]}"
