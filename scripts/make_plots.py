@@ -4,7 +4,7 @@
 ``--method NAME`` (repeatable) plots the runs of those method names instead of TALLRec, CoLLM and CCF-LLM.
 Reads each run folder's ``test_scores.parquet``, ``*/trainer_state.json`` and ``gates.json`` (written by
 ``scripts/train.py``) and writes ``roc.png``, ``training_curves.png`` and ``gates_warm_vs_cold.png`` (the
-gates of the last plotted run that has any: GATE fusions only).
+gates of the last plotted run that has any: GATE fusions only), and prints that run's gate summary.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ccf_llm.evaluation.gates import summarize_gates
 from ccf_llm.evaluation.plots import plot_gates, plot_roc, plot_training_curves
 
 MAIN_ROWS = ("TALLRec", "CoLLM", "CCF-LLM")
@@ -55,6 +56,7 @@ def main() -> None:
     gated = [gates for gates in gated if json.loads(gates.read_text())]
     if gated:
         print(plot_gates(gated[-1], args.out / f"{args.prefix}gates_warm_vs_cold.png"))
+        print(f"gates of {gated[-1]}: {json.dumps(summarize_gates(json.loads(gated[-1].read_text())))}")
 
 
 if __name__ == "__main__":

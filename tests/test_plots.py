@@ -45,12 +45,20 @@ def test_default_plots_the_main_rows_only(runs_dir, tmp_path, load_script, monke
 
 
 def test_named_methods_are_plotted_with_the_gates_of_a_gated_run(
-    runs_dir, tmp_path, load_script, monkeypatch
+    runs_dir, tmp_path, load_script, monkeypatch, capsys
 ):
     out = tmp_path / "figs"
     methods = ["--method", "TALLRec (cpu-subsample)", "--method", "CCF-LLM (big) (cpu-subsample)"]
     _make_plots(load_script, monkeypatch, str(runs_dir), "--out", str(out), "--prefix", "p_", *methods)
     assert (out / "p_gates_warm_vs_cold.png").stat().st_size > 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1].split(": ", 1)[1])
+    assert summary == {
+        "warm_mean": 0.55,
+        "cold_mean": 0.5,
+        "min": 0.2,
+        "max": 0.9,
+        "max_warm_cold_difference": 0.4,
+    }
 
 
 def test_an_unknown_method_names_itself_and_the_finished_runs(runs_dir, tmp_path, load_script, monkeypatch):

@@ -41,3 +41,15 @@ def gate_statistics(
             sums[name] = sums[name] + gates[mask].sum(0)
             counts[name] += int(mask.sum())
     return {name: (np.asarray(sums[name]) / counts[name]).tolist() for name in sums if counts[name]}
+
+
+def summarize_gates(gates: dict[str, list[float]]) -> dict[str, float]:
+    """The figures' numbers in one line: mean gate per row kind, its range over dimensions, and the largest
+    warm-cold difference of one dimension (near 0: the gate does not treat cold items differently)."""
+    values = {name: np.asarray(per_dimension) for name, per_dimension in gates.items()}
+    summary = {f"{name}_mean": round(float(v.mean()), 3) for name, v in values.items()}
+    everything = np.concatenate(list(values.values()))
+    summary |= {"min": round(float(everything.min()), 3), "max": round(float(everything.max()), 3)}
+    if {"warm", "cold"} <= values.keys():
+        summary["max_warm_cold_difference"] = round(float(np.abs(values["warm"] - values["cold"]).max()), 3)
+    return summary
