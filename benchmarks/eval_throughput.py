@@ -4,9 +4,9 @@ Rows: every row of randomly drawn test users (a split in miniature). Plain: the 
 logits at every position, random-order batches padded to their longest row, fp32 weights (+ bf16 autocast
 where bf16 is native: GPU, AMX CPU). Ours (``ratio``): CCFLLMForCTR's ``score_shared_prefixes`` on batches in
 evaluation order (rows of one prefix together, short to long), each distinct prefix computed once; bf16
-weights where native (else fp32), eager attention on a CPU (``preferred_attention``; plain keeps SDPA).
+weights where native (else fp32), the scoring kernel of ``preferred_attention`` (SDPA, as plain).
 Levers apart: ``forward`` (the Yes/No head on the last position, length-sorted batches, every prompt in
-full), ``attention_lever`` (ours over ours with SDPA, where the kernels differ). ``matmul_ceiling``: plain's
+full), ``attention_lever`` (ours over ours with training's kernel, eager on a CPU, where they differ). ``matmul_ceiling``: plain's
 Linear-layer multiply-adds per row (padded tokens x decoder + vocabulary head) over ours (real tokens, each
 prefix once, x decoder), the ratio a device bound by those matmuls alone would show. On text prompts (like
 for like) and hybrid prompts (what stage 2 scores; longer). No gradients on either side; variants run
@@ -46,11 +46,9 @@ def main(argv: list[str] | None = None) -> dict:
     dtype = torch.bfloat16 if bf16 else torch.float32
     backbone = common.make_backbone(args, tokenizer, dtype)
     vocab = backbone.config.vocab_size
-    ours, processor = common.build_ours(backbone, tokenizer, data, dtype)
+    attention, training_attention = common.preferred_attention(training=False), common.preferred_attention()
+    ours, processor = common.build_ours(backbone, tokenizer, data, dtype, attention)
     ours.to(dtype).eval()
-    attention = common.preferred_attention()
-    sdpa = common.build_ours(backbone, tokenizer, data, dtype, "sdpa")[0] if attention != "sdpa" else ours
-    sdpa.to(dtype).eval()
     plain = common.make_plain(backbone).eval()
     yes, no = processor.yes_token_id, processor.no_token_id
 
@@ -74,8 +72,12 @@ def main(argv: list[str] | None = None) -> dict:
             lambda batch: ours.score_shared_prefixes(**batch),
             unlabelled(common.ours_batches(prompts, rows, batch_size, vocab, sort_key=shared_order)),
         )
-    if attention != "sdpa":  # the attention lever on its own
-        variants["text_sdpa"] = (lambda batch: sdpa.score_shared_prefixes(**batch), variants["text"][1])
+    if training_attention != attention:  # the attention lever on its own
+        other = common.build_ours(backbone, tokenizer, data, dtype, training_attention)[0].to(dtype).eval()
+        variants[f"text_{training_attention}"] = (
+            lambda batch: other.score_shared_prefixes(**batch),
+            variants["text"][1],
+        )
     warmup = common.warmup_rounds(steps, args.warmup)
     with torch.inference_mode(), common.autocast(bf16):
         timings = common.interleave(variants, warmup, steps)
@@ -94,7 +96,11 @@ def main(argv: list[str] | None = None) -> dict:
             "hybrid_ratio": round(speed["hybrid"] / speed["plain"], 3),
             "forward_ratio": round(speed["text_forward"] / speed["plain"], 3),
             "hybrid_forward_ratio": round(speed["hybrid_forward"] / speed["plain"], 3),
-            "attention_lever": round(speed["text"] / speed["text_sdpa"], 3) if "text_sdpa" in speed else None,
+            "attention_lever": (
+                round(speed["text"] / speed[f"text_{training_attention}"], 3)
+                if training_attention != attention
+                else None
+            ),
             "matmul_ceiling": round(plain_macs / ours_macs, 2),
             "prefix_sharing": {
                 "rows": sharing,

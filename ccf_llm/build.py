@@ -50,11 +50,12 @@ def native_bf16() -> bool:
     return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
 
 
-def preferred_attention() -> str:
-    """``eager`` attention on a CPU, ``sdpa`` on a GPU. On 2 AMX cores in bf16, eager ran a SmolLM2 LoRA
-    training step 1.2x faster than SDPA, whose CPU flash-attention backward took 27% of the step
-    (``benchmarks/train_throughput.py --levers``); scoring ran even, and so did fp32 training."""
-    return "sdpa" if torch.cuda.is_available() else "eager"
+def preferred_attention(training: bool = True) -> str:
+    """``eager`` attention for training on a CPU, ``sdpa`` otherwise. On 2 AMX cores in bf16, eager ran a
+    SmolLM2 LoRA training step 1.2x faster than SDPA, whose CPU flash-attention backward took 27% of the step
+    (``benchmarks/train_throughput.py --levers``; fp32 training ran even), while scoring without gradients
+    ran 3-6% faster with SDPA (``benchmarks/eval_throughput.py``)."""
+    return "eager" if training and not torch.cuda.is_available() else "sdpa"
 
 
 def gguf_cache_dir(gguf: Path) -> Path:

@@ -147,6 +147,7 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
             )  # fmt: skip
 
     model.eval()
+    model.set_attn_implementation(preferred_attention(training=False))
     metrics = {}
     main = int(os.environ.get("RANK", "0")) == 0  # every process scores (gathered); only the first writes
     for split in ("valid", "test"):
