@@ -6,11 +6,11 @@ where bf16 is native: GPU, AMX CPU). Ours (``ratio``): CCFLLMForCTR's ``score_sh
 evaluation order (rows of one prefix together, short to long), each distinct prefix computed once; bf16
 weights where native (else fp32), the scoring kernel of ``preferred_attention`` (SDPA, as plain).
 Levers apart: ``forward`` (the Yes/No head on the last position, length-sorted batches, every prompt in
-full), ``attention_lever`` (ours over ours with training's kernel, eager on a CPU, where they differ). ``matmul_ceiling``: plain's
-Linear-layer multiply-adds per row (padded tokens x decoder + vocabulary head) over ours (real tokens, each
-prefix once, x decoder), the ratio a device bound by those matmuls alone would show. On text prompts (like
-for like) and hybrid prompts (what stage 2 scores; longer). No gradients on either side; variants run
-interleaved.
+full), ``attention_lever`` (ours over ours with training's kernel, eager on a CPU, where they differ).
+``matmul_ceiling``: plain's Linear-layer multiply-adds per row (padded tokens x decoder + vocabulary head)
+over ours (real tokens, each prefix once, x decoder), the ratio a device bound by those matmuls alone would
+show. On text prompts (like for like) and hybrid prompts (what stage 2 scores; longer). No gradients on
+either side; variants run interleaved.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def preferred_attention(training: bool = True) -> str:
     """``eager`` attention for training on a CPU, ``sdpa`` otherwise. On 2 AMX cores in bf16, eager ran a
     SmolLM2 LoRA training step 1.2x faster than SDPA, whose CPU flash-attention backward took 27% of the step
     (``benchmarks/train_throughput.py --levers``; fp32 training ran even), while scoring without gradients
-    ran 3-6% faster with SDPA (``benchmarks/eval_throughput.py``)."""
+    ran 1-6% faster with SDPA (``benchmarks/eval_throughput.py``)."""
     return "eager" if training and not torch.cuda.is_available() else "sdpa"
 
 
