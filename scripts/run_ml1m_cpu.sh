@@ -3,7 +3,8 @@
 # LoRA is stage 1 of every other row but the joint one), then CCF-LLM, CoLLM and the ablations (~30 min
 # each on 2 cores, ~70 min for the 4,096-row ones; MAIN_ONLY=1 skips the ablations). Logs in
 # outputs/ml1m-cpu/; each run upserts its row into results/ml1m.json. BF16=1 adds the bf16 rows (AMX CPUs),
-# BF16=1 ALL_ROWS=1 also stage 2 on all train rows, BF16=1 STAGE1_ROWS=1 stage 1 on 8,192 rows.
+# BF16=1 ALL_ROWS=1 also stage 2 on all train rows, BF16=1 STAGE1_ROWS=1 stage 1 on 8,192 rows,
+# BF16=1 DIN_CF=1 the 16,384-row stage 2 with DIN's tables instead of MF-bias's.
 set -euo pipefail
 mkdir -p outputs/ml1m-cpu
 cfg=configs/ml1m-cpu.yaml
@@ -61,6 +62,14 @@ if [ -n "${BF16:-}" ]; then  # a CPU with AMX: bf16 trains ~2x faster; its own s
     method="CCF-LLM (stage 1 on 8,192 rows, stage 2 on 16,384, bf16) (cpu-subsample)"
     STAGE1=outputs/ml1m-cpu/tallrec-rows8192-bf16 stage2_bf16 stage1-rows8192-bf16 --set max_train_rows=16384 \
       --method "$method"  # as the 16,384-row row but for its stage 1 (one eval at the end: fits one 3 h session)
+    methods+=(--method "$method")
+  fi
+  if [ -n "${DIN_CF:-}" ]; then  # as the 16,384-row row but for the CF tables, plus a halfway eval so it can resume (~2 h)
+    python scripts/train_cf.py --model din --data ml1m --out outputs/cf/ml1m/din --quiet
+    python scripts/score_cf.py --cf-dir outputs/cf/ml1m/din --config "$cfg"  # DIN itself on the same rows
+    method="CCF-LLM (DIN tables, stage 2 on 16,384 rows, bf16) (cpu-subsample)"
+    stage2_bf16 din-rows16384-bf16 --set max_train_rows=16384 --cf-dir outputs/cf/ml1m/din \
+      --set stage2.evals_per_epoch=2 --resume --method "$method"
     methods+=(--method "$method")
   fi
   python scripts/make_plots.py outputs/ml1m-cpu --prefix ml1m_cpu_ "${methods[@]}"

@@ -1,10 +1,10 @@
-"""Score exported CF tables on the rows an LLM config evaluates, for a like-for-like comparison.
+"""Score an exported CF model on the rows an LLM config evaluates, for a like-for-like comparison.
 
     python scripts/score_cf.py --cf-dir outputs/cf/ml1m/mf_bias --config configs/ml1m-cpu.yaml
 
 The CPU protocol (configs/ml1m-cpu.yaml) scores the LLM rows on samples of valid and test; this scores the
-CF model that feeds them on exactly those rows and upserts "<CF method> (cpu-subsample rows)". Works for
-the tables whose dot product is the model's logit (MF, MF-bias, LightGCN, SASRec; not DIN).
+CF model that feeds them on exactly those rows, with the model's own logit (``cf_model.safetensors``), and
+upserts "<CF method> (cpu-subsample rows)".
 """
 
 from __future__ import annotations
@@ -17,34 +17,26 @@ import time
 
 import pandas as pd
 
-from ccf_llm.cf import METHOD_NAMES, load_cf_tables
+from ccf_llm.cf import METHOD_NAMES, encode_splits, evaluate, load_cf_model
 from ccf_llm.data import load_named
 from ccf_llm.evaluation import split_metrics, upsert_result
-from ccf_llm.metrics import ctr_metrics
 from ccf_llm.training import ExperimentConfig
 from ccf_llm.training.run import subsample
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cf-dir", required=True, help="folder with cf_tables.safetensors + cf_config.json")
+    parser.add_argument("--cf-dir", required=True, help="an export of scripts/train_cf.py --out")
     parser.add_argument("--config", required=True, help="the LLM config whose valid/test rows to score")
     parser.add_argument("--method", help='row name (default "<CF method> (cpu-subsample rows)")')
     parser.add_argument("--results", help="results JSON (default: the config's)")
     args = parser.parse_args()
     start = time.perf_counter()
-    users, items, info = load_cf_tables(args.cf_dir)
-    if info["model"] == "din":
-        parser.error(f"{args.cf_dir}: DIN scores with an MLP; its tables' dot product is not its logit")
     config = ExperimentConfig.from_yaml(args.config)
     full = load_named(config.data, config.data_dir)
-    rows = subsample(config, full).splits
-    metrics = {}
-    for split in ("valid", "test"):
-        scores = (users[rows[split]["uid"]] * items[rows[split]["iid"]]).sum(-1).numpy()
-        metrics[split] = ctr_metrics(
-            rows[split]["label"], scores, rows[split]["uid"], rows[split]["not_cold"]
-        )
+    model, info = load_cf_model(args.cf_dir, full)
+    rows = encode_splits(subsample(config, full), model.history_len)
+    metrics = {split: evaluate(model, getattr(rows, split)) for split in ("valid", "test")}
     row = {
         "method": args.method or f"{METHOD_NAMES[info['model']]} (cpu-subsample rows)",
         "backbone": None,
@@ -56,7 +48,7 @@ def main() -> None:
         "command": shlex.join(["python", "scripts/score_cf.py", *sys.argv[1:]]),
         "valid": split_metrics(metrics["valid"], "valid"),
         "test": split_metrics(metrics["test"], "test"),
-        "rows": {split: len(rows[split]) for split in ("valid", "test")},
+        "rows": {split: len(getattr(rows, split)["label"]) for split in ("valid", "test")},
     }
     results = args.results or config.results
     if results:

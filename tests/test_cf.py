@@ -6,7 +6,8 @@ import pytest
 import torch
 from datasets import DatasetDict
 
-from ccf_llm.cf import encode_splits, grid_search, load_cf_tables, save_cf_tables, train_cf
+from ccf_llm.cf import encode_splits, grid_search, load_cf_model, load_cf_tables, save_cf_tables, train_cf
+from ccf_llm.cf.train import predict
 from ccf_llm.data import CTRData
 from ccf_llm.data.schema import frame_to_dataset
 
@@ -21,13 +22,7 @@ SETTINGS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The CI box has 2 shared cores: tiny models only lose time to a second thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest
 
 
 @pytest.fixture(scope="module")
@@ -131,17 +126,47 @@ def test_mf_bias_on_ml1m_beats_popularity_floor(ml1m_dir):
     assert run.test["n_users_uauc"] > 200
 
 
+@pytest.mark.parametrize("key", list(SETTINGS))
+def test_saved_model_reproduces_the_run_scores(runs, tiny, key, tmp_path):
+    """``load_cf_model`` rebuilds the backbone with its weights: the same logits as the trained run."""
+    run = runs[key]
+    save_cf_tables(run, tmp_path)
+    model, config = load_cf_model(tmp_path, tiny)
+    assert config["model"] == key and type(model) is type(run.model) and not model.training
+    rows = encode_splits(tiny, run.model.history_len).test
+    np.testing.assert_array_equal(predict(model, rows), predict(run.model, rows))
+
+
+def test_load_cf_model_names_what_is_wrong(runs, tiny, tmp_path):
+    save_cf_tables(runs["din"], tmp_path)
+    fewer_items = CTRData(
+        splits=DatasetDict(
+            {name: split.filter(lambda row: row["iid"] < N_ITEMS - 1) for name, split in tiny.splits.items()}
+        ),
+        items={i: t for i, t in tiny.items.items() if i < N_ITEMS - 1},
+        name="fewer items",
+    )
+    with pytest.raises(
+        ValueError, match=r"cf_config.json: trained with 12 user and 18 item rows.*fewer items"
+    ):
+        load_cf_model(tmp_path, fewer_items)
+    (tmp_path / "cf_model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"cf_model.safetensors: missing .*rerun scripts/train_cf.py"):
+        load_cf_model(tmp_path, tiny)
+
+
+@pytest.mark.parametrize("key", ["mf_bias", "din"])  # din: its logit is an MLP, not the tables' dot product
 def test_score_cf_script_reproduces_the_cf_run_on_the_config_rows(
-    runs, tiny, tmp_path, monkeypatch, load_script
+    runs, tiny, key, tmp_path, monkeypatch, load_script
 ):
-    """scripts/score_cf.py scores the tables on an LLM config's rows: on all rows it gives the CF run's own
+    """scripts/score_cf.py scores the CF model on an LLM config's rows: on all rows it gives the CF run's own
     numbers; with a sample it scores (and says) just the sampled rows."""
     import json
     import sys
 
     import yaml
 
-    save_cf_tables(runs["mf_bias"], tmp_path / "cf")
+    save_cf_tables(runs[key], tmp_path / "cf")
     tiny.save(tmp_path / "data")
     results = tmp_path / "results.json"
     score_cf = load_script("score_cf")
@@ -152,6 +177,6 @@ def test_score_cf_script_reproduces_the_cf_run_on_the_config_rows(
         monkeypatch.setattr(sys, "argv", [*argv, "--method", name])
         score_cf.main()
     rows = {row["method"]: row for row in json.loads(results.read_text())["rows"]}
-    assert rows["all"]["test"]["auc"] == pytest.approx(runs["mf_bias"].test["auc"], abs=1e-4)
-    assert rows["all"]["test"]["uauc"] == pytest.approx(runs["mf_bias"].test["uauc"], abs=1e-4)
+    assert rows["all"]["test"]["auc"] == pytest.approx(runs[key].test["auc"], abs=1e-4)
+    assert rows["all"]["test"]["uauc"] == pytest.approx(runs[key].test["uauc"], abs=1e-4)
     assert rows["sample"]["rows"]["test"] == 10 and rows["all"]["rows"]["test"] == len(tiny.splits["test"])

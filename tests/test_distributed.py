@@ -108,16 +108,13 @@ def test_every_evaluation_row_is_scored_once_in_split_order(run: dict) -> None:
         pd.testing.assert_frame_equal(scores[["uid", "label", "not_cold"]], rows, check_dtype=False)
 
 
-def test_two_process_scores_equal_one_process_scores_of_the_saved_model(run: dict, tmp_path: Path) -> None:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = CCFLLMForCTR.from_pretrained(run["out"] / "model", dtype=torch.float32).eval()
-        processor = CCFLLMProcessor.from_pretrained(run["out"] / "model")
-        test = encode_dataset(load_split(run["data"]).splits["test"], processor, desc="tokenizing test")
-        one_process = predict_scores(model, test, processor, 8, False, tmp_path / "predict")
-    finally:
-        torch.set_num_threads(threads)
+def test_two_process_scores_equal_one_process_scores_of_the_saved_model(
+    run: dict, tmp_path: Path, one_thread
+) -> None:
+    model = CCFLLMForCTR.from_pretrained(run["out"] / "model", dtype=torch.float32).eval()
+    processor = CCFLLMProcessor.from_pretrained(run["out"] / "model")
+    test = encode_dataset(load_split(run["data"]).splits["test"], processor, desc="tokenizing test")
+    one_process = predict_scores(model, test, processor, 8, False, tmp_path / "predict")
     two_processes = pd.read_parquet(run["out"] / "test_scores.parquet")["score"].to_numpy()
     np.testing.assert_allclose(two_processes, one_process, rtol=0, atol=1e-5)
     summary = json.loads((run["out"] / "metrics.json").read_text())

@@ -3,16 +3,12 @@ ValueError that names the problem. (The pipeline's text input is fuzzed in tests
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from ccf_llm.testing.make_tiny import TINY_CATALOG, tiny_model
-from modeling_ccf import CCFLLMForCTR
-from processing_ccf import CCFLLMProcessor
 
 # Strings a title may hold that look like control text to the tokenizer or to the prompt.
 TRICKY = ["<item>", "<user>", "<eos>", "<pad>", "Answer:", '"', "\n", ' Answer with "Yes" or "No".', "\x00"]
@@ -45,12 +41,9 @@ class Tiny(tuple):
 
 
 @pytest.fixture(scope="module")
-def tiny() -> Iterator[tuple[CCFLLMForCTR, CCFLLMProcessor]]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def tiny(one_thread) -> Tiny:
     model, processor = tiny_model("llama", "gate")
-    yield Tiny((model.eval(), processor))
-    torch.set_num_threads(threads)
+    return Tiny((model.eval(), processor))
 
 
 def real_tokens(batch, row: int) -> list[int]:

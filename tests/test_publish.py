@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,18 +38,15 @@ ROW = {
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Iterator[Path]:
+def run_dir(tmp_path_factory, one_thread) -> Path:
     """A finished tiny run (model folder + metrics.json) whose row is in its results file."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: thread hand-offs cost more than the work on a busy machine
     run = tmp_path_factory.mktemp("run")
     make_tiny(run / "model")
     results = run / "results" / "ml1m.json"
     upsert_result(results, ROW)
     summary = {"row": ROW, "stages": {}, "config": {"data": "ml1m", "results": str(results)}}
     (run / "metrics.json").write_text(json.dumps(summary))
-    yield run
-    torch.set_num_threads(threads)
+    return run
 
 
 @pytest.fixture(scope="module")

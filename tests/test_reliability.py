@@ -262,13 +262,8 @@ def test_good_split_still_loads(good_split: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return make_tiny(tmp_path_factory.mktemp("tiny") / "model")
-    finally:
-        torch.set_num_threads(threads)
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory, one_thread) -> Path:
+    return make_tiny(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,8 @@ Export (``save_cf_tables`` / ``scripts/train_cf.py --out DIR``; read back with `
   [n_items, d]; row = id, row 0 = padding (n = max id + 1 over all splits).
 - ``cf_config.json``: ``model``, ``dim`` (= d, the table width), ``n_users``, ``n_items``, ``settings``
   (model + training settings), ``valid`` / ``test`` metrics, ``best_epoch``, ``seconds``.
+- ``cf_model.safetensors``: the model's weights; ``load_cf_model`` rebuilds it to score other rows with its
+  own logit (``scripts/score_cf.py``; DIN's tables alone cannot reproduce it).
 
 Rows per model (``user[u] @ item[i]`` is the model's logit for all but DIN):
 
@@ -38,6 +40,7 @@ from .train import (
     encode_splits,
     evaluate,
     grid_search,
+    load_cf_model,
     load_cf_tables,
     save_cf_tables,
     train_cf,
@@ -58,6 +61,7 @@ __all__ = [
     "encode_splits",
     "evaluate",
     "grid_search",
+    "load_cf_model",
     "load_cf_tables",
     "save_cf_tables",
     "train_cf",

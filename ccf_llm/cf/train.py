@@ -65,7 +65,7 @@ DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
     # grid winner; DIN peaks after 1-3 epochs, hence the short patience
     "din": {"dim": 64, "history_len": 10, "lr": 1e-3, "weight_decay": 1e-4, "patience": 5},
 }
-TABLES_FILE, CONFIG_FILE = "cf_tables.safetensors", "cf_config.json"
+TABLES_FILE, CONFIG_FILE, MODEL_FILE = "cf_tables.safetensors", "cf_config.json", "cf_model.safetensors"
 
 
 @dataclass
@@ -278,13 +278,16 @@ def grid_search(
 
 
 def save_cf_tables(run: CFRun, out_dir: str | os.PathLike) -> Path:
-    """Write ``cf_tables.safetensors`` (float32 ``user_embeddings`` / ``item_embeddings``) and ``cf_config.json``."""
+    """Write ``cf_tables.safetensors`` (float32 ``user_embeddings`` / ``item_embeddings``), ``cf_config.json``
+    and ``cf_model.safetensors`` (the model's weights: ``load_cf_model`` scores other rows with its own logit)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run.model.eval()
     user, item = run.model.export_tables(run.user_history)
     tables = {"user_embeddings": user.float().contiguous(), "item_embeddings": item.float().contiguous()}
     save_file(tables, str(out / TABLES_FILE), metadata={"model": run.name})
+    weights = {name: tensor.contiguous() for name, tensor in run.model.state_dict().items()}
+    save_file(weights, str(out / MODEL_FILE), metadata={"model": run.name})
     config = {
         "model": run.name,
         "dim": int(user.shape[1]),
@@ -314,3 +317,25 @@ def load_cf_tables(directory: str | os.PathLike) -> tuple[torch.Tensor, torch.Te
             f"{root}: table widths {user.shape[1]}/{item.shape[1]} differ from dim {config['dim']}"
         )
     return user, item, config
+
+
+def load_cf_model(directory: str | os.PathLike, data: CTRData) -> tuple[CFModel, dict[str, Any]]:
+    """(model in eval mode, cf_config) of an export: the backbone rebuilt on ``data`` (the data it was trained
+    on: LightGCN's graph comes from its train split) with its saved weights."""
+    root = Path(directory)
+    for name in (CONFIG_FILE, MODEL_FILE):
+        if not (root / name).is_file():
+            raise FileNotFoundError(
+                f"{root / name}: missing (older exports hold the tables only: rerun scripts/train_cf.py --out {root})"
+            )
+    config = json.loads((root / CONFIG_FILE).read_text())
+    model_kwargs, _ = split_settings(config["settings"])
+    splits = encode_splits(data, _history_len(config["model"], model_kwargs))
+    if (splits.n_users, splits.n_items) != (config["n_users"], config["n_items"]):
+        raise ValueError(
+            f"{root / CONFIG_FILE}: trained with {config['n_users']} user and {config['n_items']} item rows, but "
+            f"{data.name} needs {splits.n_users} and {splits.n_items}: an export of another data set?"
+        )
+    model = MODELS[config["model"]].from_data(splits.n_users, splits.n_items, splits.train, **model_kwargs)
+    model.load_state_dict(load_file(str(root / MODEL_FILE)))
+    return model.eval(), config

@@ -159,8 +159,8 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
                 {"uid": rows["uid"], "label": rows["label"], "not_cold": rows["not_cold"], "score": scores}
             ).to_parquet(out / f"{split}_scores.parquet", index=False)
     if main:
-        (out / "gates.json").write_text(
-            json.dumps(gate_statistics(model, processor, encoded(processor, "test")))
+        write_text_atomically(
+            out / "gates.json", json.dumps(gate_statistics(model, processor, encoded(processor, "test")))
         )
         model.save_pretrained(out / MODEL_DIR)
         processor.save_pretrained(out / MODEL_DIR)
@@ -193,6 +193,4 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
 
 def summary_table(summary: dict) -> pd.DataFrame:
     row = summary["row"]
-    return pd.DataFrame(
-        [{"split": split, **{k: v for k, v in row[split].items()}} for split in ("valid", "test")]
-    ).set_index("split")
+    return pd.DataFrame([{"split": split, **row[split]} for split in ("valid", "test")]).set_index("split")
