@@ -139,6 +139,11 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
                 target_modules=config.lora_target_modules,
             )
             inject_adapter_in_model(lora, self.backbone)
+            # post_init would re-draw the adapters from N(0, 0.02): keep PEFT's init (B = 0), so that
+            # training starts at the backbone itself.
+            for name, module in self.backbone.named_modules():
+                if "lora_" in name:
+                    module._is_hf_initialized = True
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:

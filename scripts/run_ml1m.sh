@@ -52,6 +52,7 @@ if [ -z "${MAIN_ONLY:-}" ]; then  # ablations
   stage2 mf-collm --cf-dir outputs/cf/ml1m/mf --method "CCF-LLM (CoLLM-style MF, no biases)"
   stage2 concat --fusion concat --method "CCF-LLM (concat)"
   start joint --set schedule=joint --method "CCF-LLM (one joint stage)"
+  start zero-shot --fusion text_only --set stage1.epochs=0 --method "ICL (zero-shot)"  # the base model, no tuning
 fi
 wait
 python - "$out" <<'PY'

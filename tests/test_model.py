@@ -250,8 +250,10 @@ def test_text_stage_needs_lora_and_fusion_stage_needs_a_fusion() -> None:
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 @pytest.mark.parametrize("score_type", SCORE_TYPES)
-def test_text_only_equals_plain_prompt_scoring(arch: str, score_type: str) -> None:
-    model, processor = tiny_model(arch, "text_only", lora_r=0, score_type=score_type)
+@pytest.mark.parametrize("lora_r", [0, 8])
+def test_text_only_equals_plain_prompt_scoring(arch: str, score_type: str, lora_r: int) -> None:
+    """An untrained LoRA (B = 0, as PEFT initialises it) leaves the backbone's scores as they are."""
+    model, processor = tiny_model(arch, "text_only", lora_r=lora_r, score_type=score_type)
     model.eval()
     processor = processor.with_settings(hybrid=False)
     backbone = tiny_backbone(arch, vocab_size=len(tiny_tokenizer()), seed=0).eval()

@@ -103,6 +103,22 @@ def test_stage_one_leaves_backbone_and_tables_untouched(
     torch.testing.assert_close(final["item_cf.weight"], items)
 
 
+def test_zero_epoch_text_run_scores_the_untuned_model(inputs: dict[str, Path], tmp_path: Path) -> None:
+    """The zero-shot row (``--fusion text_only --set stage1.epochs=0``): nothing trains, everything is scored."""
+    from safetensors.torch import load_file
+
+    config = tiny_config(inputs, tmp_path, fusion="text_only", stage1={"epochs": 0})
+    summary = run_experiment(config, command="test")
+    assert summary["stages"] == {} and not (tmp_path / "stage1").exists()
+    lora_b = [
+        value
+        for name, value in load_file(tmp_path / "model" / "model.safetensors").items()
+        if "lora_B" in name
+    ]
+    assert lora_b and all(not value.any() for value in lora_b)  # LoRA as initialised: the base model
+    assert 0.0 <= summary["row"]["test"]["auc"] <= 1.0 and (tmp_path / "test_scores.parquet").is_file()
+
+
 def test_resume_from_a_checkpoint_ends_with_the_same_metrics(
     inputs: dict[str, Path], finished: tuple[Path, dict], tmp_path: Path
 ) -> None:
