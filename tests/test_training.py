@@ -109,7 +109,9 @@ def test_zero_epoch_text_run_scores_the_untuned_model(inputs: dict[str, Path], t
 
     config = tiny_config(inputs, tmp_path, fusion="text_only", stage1={"epochs": 0})
     summary = run_experiment(config, command="test")
-    assert summary["stages"] == {} and not (tmp_path / "stage1").exists()
+    assert (
+        summary["stages"] == {} and not (tmp_path / "stage1").exists() and summary["row"]["train_rows"] == 0
+    )
     lora_b = [
         value
         for name, value in load_file(tmp_path / "model" / "model.safetensors").items()

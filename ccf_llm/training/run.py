@@ -176,7 +176,7 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
         "backbone": Path(config.backbone).name if config.backbone else "SmolLM2-135M-Instruct",
         "fusion": config.fusion,
         "cf": cf_name,
-        "train_rows": len(data.splits["train"]),
+        "train_rows": len(data.splits["train"]) if stages else 0,  # 0: nothing trained (zero-shot)
         "device": device,
         "seconds": round(sum(process_seconds), 1),
         "command": command,
