@@ -36,7 +36,7 @@ if [ -n "${BF16:-}" ]; then  # a CPU with AMX: bf16 trains ~2x faster; its own s
     --output-dir outputs/ml1m-cpu/tallrec-bf16 > outputs/ml1m-cpu/tallrec-bf16.log 2>&1
   python scripts/train.py --config "$cfg" --set bf16=true --fusion text_only --set stage1.epochs=0 \
     --method "ICL (zero-shot, bf16) (cpu-subsample)" --output-dir outputs/ml1m-cpu/zero-shot-bf16 \
-    > outputs/ml1m-cpu/zero-shot-bf16.log 2>&1  # the base model's Yes/No, no tuning (~10 min)
+    > outputs/ml1m-cpu/zero-shot-bf16.log 2>&1  # the base model's Yes/No, no tuning (~7 min)
   methods=(--method "TALLRec (bf16) (cpu-subsample)")
   stage2_bf16() {  # flags before --output-dir, the order the rows' recorded commands have; logs append, as reruns resume
     local name=$1; shift
