@@ -52,11 +52,12 @@ def main() -> None:
         raise SystemExit(f"no finished runs of {MAIN_ROWS} under {args.runs_dir}")
     print(plot_roc(runs, args.out / f"{args.prefix}roc.png"))
     print(plot_training_curves(runs, args.out / f"{args.prefix}training_curves.png"))
-    gated = [run / "gates.json" for run in runs.values() if (run / "gates.json").is_file()]
-    gated = [gates for gates in gated if json.loads(gates.read_text())]
+    files = [run / "gates.json" for run in runs.values() if (run / "gates.json").is_file()]
+    gated = [(path, gates) for path in files if (gates := json.loads(path.read_text()))]
     if gated:
-        print(plot_gates(gated[-1], args.out / f"{args.prefix}gates_warm_vs_cold.png"))
-        print(f"gates of {gated[-1]}: {json.dumps(summarize_gates(json.loads(gated[-1].read_text())))}")
+        path, gates = gated[-1]
+        print(plot_gates(path, args.out / f"{args.prefix}gates_warm_vs_cold.png"))
+        print(f"gates of {path}: {json.dumps(summarize_gates(gates))}")
 
 
 if __name__ == "__main__":

@@ -35,8 +35,9 @@ def main() -> None:
     config = ExperimentConfig.from_yaml(args.config)
     full = load_named(config.data, config.data_dir)
     model, info = load_cf_model(args.cf_dir, full)
-    rows = encode_splits(subsample(config, full), model.history_len)
-    metrics = {split: evaluate(model, getattr(rows, split)) for split in ("valid", "test")}
+    encoded = encode_splits(subsample(config, full), model.history_len)
+    rows = {"valid": encoded.valid, "test": encoded.test}
+    metrics = {split: evaluate(model, batch) for split, batch in rows.items()}
     row = {
         "method": args.method or f"{METHOD_NAMES[info['model']]} (cpu-subsample rows)",
         "backbone": None,
@@ -48,7 +49,7 @@ def main() -> None:
         "command": shlex.join(["python", "scripts/score_cf.py", *sys.argv[1:]]),
         "valid": split_metrics(metrics["valid"], "valid"),
         "test": split_metrics(metrics["test"], "test"),
-        "rows": {split: len(getattr(rows, split)["label"]) for split in ("valid", "test")},
+        "rows": {split: len(batch["label"]) for split, batch in rows.items()},
     }
     results = args.results or config.results
     if results:
