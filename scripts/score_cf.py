@@ -4,22 +4,28 @@
 
 The CPU protocol (configs/ml1m-cpu.yaml) scores the LLM rows on samples of valid and test; this scores the
 CF model that feeds them on exactly those rows, with the model's own logit (``cf_model.safetensors``), and
-upserts "<CF method> (cpu-subsample rows)".
+upserts "<CF method> (cpu-subsample rows)". ``--out DIR`` also keeps the scores and the row there, a run folder
+that ``scripts/compare_runs.py`` reads like a training run's.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 
-from ccf_llm.cf import METHOD_NAMES, encode_splits, evaluate, load_cf_model
+from ccf_llm.atomic import write_text_atomically
+from ccf_llm.cf import METHOD_NAMES, encode_splits, load_cf_model, predict
 from ccf_llm.data import load_named
 from ccf_llm.evaluation import split_metrics, upsert_result
+from ccf_llm.evaluation.compare import write_scores
+from ccf_llm.metrics import ctr_metrics
 from ccf_llm.training import ExperimentConfig
 from ccf_llm.training.run import subsample
 
@@ -30,6 +36,7 @@ def main() -> None:
     parser.add_argument("--config", required=True, help="the LLM config whose valid/test rows to score")
     parser.add_argument("--method", help='row name (default "<CF method> (cpu-subsample rows)")')
     parser.add_argument("--results", help="results JSON (default: the config's)")
+    parser.add_argument("--out", type=Path, help="a folder for <split>_scores.parquet and metrics.json")
     args = parser.parse_args()
     start = time.perf_counter()
     config = ExperimentConfig.from_yaml(args.config)
@@ -37,7 +44,13 @@ def main() -> None:
     model, info = load_cf_model(args.cf_dir, full)
     encoded = encode_splits(subsample(config, full), model.history_len)
     rows = {"valid": encoded.valid, "test": encoded.test}
-    metrics = {split: evaluate(model, batch) for split, batch in rows.items()}
+    scores = {split: predict(model, batch) for split, batch in rows.items()}
+    metrics = {
+        split: ctr_metrics(
+            batch["label"].numpy(), scores[split], batch["uid"].numpy(), batch["not_cold"].numpy()
+        )
+        for split, batch in rows.items()
+    }
     row = {
         "method": args.method or f"{METHOD_NAMES[info['model']]} (cpu-subsample rows)",
         "backbone": None,
@@ -51,6 +64,11 @@ def main() -> None:
         "test": split_metrics(metrics["test"], "test"),
         "rows": {split: len(batch["label"]) for split, batch in rows.items()},
     }
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for split, batch in rows.items():
+            write_scores(args.out, split, batch, scores[split])
+        write_text_atomically(args.out / "metrics.json", json.dumps({"row": row}, indent=2))
     results = args.results or config.results
     if results:
         upsert_result(results, row, dataset="ml-1m" if config.data == "ml1m" else full.name)

@@ -10,6 +10,7 @@ from ccf_llm.cf import encode_splits, grid_search, load_cf_model, load_cf_tables
 from ccf_llm.cf.train import predict
 from ccf_llm.data import CTRData
 from ccf_llm.data.schema import frame_to_dataset
+from ccf_llm.evaluation.compare import compare_runs, read_scores
 
 N_USERS, N_ITEMS = 12, 18
 FAST = {"dim": 16, "lr": 0.05, "weight_decay": 0.0, "batch_size": 256, "max_epochs": 30, "patience": 30}
@@ -174,9 +175,12 @@ def test_score_cf_script_reproduces_the_cf_run_on_the_config_rows(
         config = {"data": str(tmp_path / "data"), "results": str(results), "max_test_rows": limit}
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
         argv = ["score_cf.py", "--cf-dir", str(tmp_path / "cf"), "--config", str(tmp_path / f"{name}.yaml")]
-        monkeypatch.setattr(sys, "argv", [*argv, "--method", name])
+        monkeypatch.setattr(sys, "argv", [*argv, "--method", name, "--out", str(tmp_path / name)])
         score_cf.main()
     rows = {row["method"]: row for row in json.loads(results.read_text())["rows"]}
     assert rows["all"]["test"]["auc"] == pytest.approx(runs[key].test["auc"], abs=1e-4)
+    kept = compare_runs([tmp_path / "all"], n_resamples=100)  # --out: a run folder, as a training run's
+    assert kept.loc["all", "auc"] == pytest.approx(rows["all"]["test"]["auc"], abs=1e-4)
+    assert len(read_scores(tmp_path / "sample")) == 10  # the sampled rows only
     assert rows["all"]["test"]["uauc"] == pytest.approx(runs[key].test["uauc"], abs=1e-4)
     assert rows["sample"]["rows"]["test"] == 10 and rows["all"]["rows"]["test"] == len(tiny.splits["test"])

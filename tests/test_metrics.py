@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from ccf_llm.evaluation import split_metrics, upsert_result
 from ccf_llm.evaluation.report import results_table
-from ccf_llm.metrics import CTR_AUC_PATH, ctr_metrics, per_user_auc
+from ccf_llm.metrics import CTR_AUC_PATH, auc_interval, ctr_metrics, per_user_auc
 
 # user 1: AUC 3/4; user 2: a tie, AUC 1/2; user 3: one row (skipped); user 4: one class (skipped).
 USERS = [1, 1, 1, 1, 2, 2, 3, 4, 4]
@@ -120,3 +120,48 @@ def test_results_table_escapes_method_names(tmp_path):
     assert line.startswith(
         "| CCF-LLM (no history &lt;item&gt; tokens) \\| x | ours | – | 10 | cpu | 0.6000 |"
     )
+
+
+def _scored_rows(n: int = 600, seed: int = 0):
+    """Labels, a weak scorer and a stronger one that shares the weak one's noise (a paired setting)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    shared_noise = rng.normal(size=n)
+    weak = 0.5 * labels + shared_noise
+    return labels, weak, weak + 0.3 * labels
+
+
+def test_auc_interval_brackets_the_exact_auc():
+    labels, weak, _ = _scored_rows()
+    result = auc_interval(labels, weak, n_resamples=500)
+    assert result["estimate"] == pytest.approx(roc_auc_score(labels, weak))
+    assert result["low"] < result["estimate"] < result["high"]
+    ties = np.round(weak)  # the bootstrap's own AUC counts ties as one half, like sklearn
+    assert auc_interval(labels, ties, n_resamples=100)["estimate"] == pytest.approx(
+        roc_auc_score(labels, ties)
+    )
+
+
+def test_paired_difference_is_surer_than_either_auc():
+    """The stronger scorer wins reliably although the two AUC intervals overlap: the rows' noise cancels."""
+    labels, weak, strong = _scored_rows()
+    weak_auc, strong_auc = (auc_interval(labels, scores, n_resamples=500) for scores in (weak, strong))
+    assert strong_auc["low"] < weak_auc["high"]  # unpaired, the intervals overlap
+    difference = auc_interval(labels, strong, weak, n_resamples=500)
+    assert difference["estimate"] == pytest.approx(strong_auc["estimate"] - weak_auc["estimate"])
+    assert 0 < difference["low"] < difference["estimate"] < difference["high"]
+    assert auc_interval(labels, strong, weak, n_resamples=500, seed=1)["low"] > 0  # not one lucky seed
+
+
+@pytest.mark.parametrize(
+    ("labels", "scores", "baseline", "message"),
+    [
+        ([0, 1, 2], [0.1, 0.2, 0.3], None, "labels must be 0 or 1"),
+        ([0, 1, 1], [0.1, 0.2], None, "differ in length"),
+        ([0, 1, 1], [0.1, 0.2, 0.3], [0.1, 0.2], "differ in length"),
+        ([1, 1, 1], [0.1, 0.2, 0.3], None, "both labels"),
+    ],
+)
+def test_auc_interval_rejects_bad_input(labels, scores, baseline, message):
+    with pytest.raises(ValueError, match=message):
+        auc_interval(labels, scores, baseline)

@@ -42,6 +42,7 @@ from .train import (
     grid_search,
     load_cf_model,
     load_cf_tables,
+    predict,
     save_cf_tables,
     train_cf,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "grid_search",
     "load_cf_model",
     "load_cf_tables",
+    "predict",
     "save_cf_tables",
     "train_cf",
 ]

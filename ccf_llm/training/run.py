@@ -20,6 +20,7 @@ from ..atomic import write_text_atomically
 from ..build import build_model, load_backbone, native_bf16, preferred_attention
 from ..data import CTRData, load_named
 from ..evaluation import split_metrics, upsert_result
+from ..evaluation.compare import write_scores
 from ..evaluation.gates import gate_statistics
 from ..metrics import ctr_metrics
 from .config import ExperimentConfig
@@ -155,9 +156,7 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
         scores = predict_scores(model, rows, processor, config.stage2.eval_batch_size, bf16, out / "predict")
         metrics[split] = ctr_metrics(rows["label"], scores, rows["uid"], rows["not_cold"])
         if main:
-            pd.DataFrame(
-                {"uid": rows["uid"], "label": rows["label"], "not_cold": rows["not_cold"], "score": scores}
-            ).to_parquet(out / f"{split}_scores.parquet", index=False)
+            write_scores(out, split, rows, scores)
     if main:
         write_text_atomically(
             out / "gates.json", json.dumps(gate_statistics(model, processor, encoded(processor, "test")))

@@ -1,0 +1,94 @@
+"""How sure is a results row? Bootstrap intervals of runs' AUCs, and of their differences, on the rows they share.
+
+A run folder (``scripts/train.py --output-dir``, ``scripts/score_cf.py --out``) holds ``<split>_scores.parquet``
+(one row per scored example: ``uid``, ``label``, ``not_cold``, ``score``) and ``metrics.json`` (its results row).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..atomic import replaced_atomically
+from ..metrics import auc_interval
+
+SCORE_COLUMNS = ("uid", "label", "not_cold", "score")
+
+
+def write_scores(folder: str | os.PathLike, split: str, rows: dict, scores: np.ndarray) -> None:
+    """``<folder>/<split>_scores.parquet`` from a split's ``uid``/``label``/``not_cold`` columns and its scores."""
+    frame = pd.DataFrame({column: np.asarray(rows[column]) for column in SCORE_COLUMNS[:-1]})
+    frame["score"] = np.asarray(scores)
+    with replaced_atomically(Path(folder) / f"{split}_scores.parquet") as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def read_scores(folder: str | os.PathLike, split: str = "test") -> pd.DataFrame:
+    path = Path(folder) / f"{split}_scores.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no scores (a run folder of scripts/train.py or scripts/score_cf.py --out)"
+        )
+    frame = pd.read_parquet(path)
+    missing = [column for column in SCORE_COLUMNS if column not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; expected {list(SCORE_COLUMNS)}")
+    return frame
+
+
+def run_name(folder: str | os.PathLike) -> str:
+    """The method name of the folder's results row, or the folder's name when it has none."""
+    metrics = Path(folder) / "metrics.json"
+    if metrics.is_file():
+        return json.loads(metrics.read_text()).get("row", {}).get("method") or Path(folder).name
+    return Path(folder).name
+
+
+def _check_same_rows(reference: pd.DataFrame, other: pd.DataFrame, where: str, reference_where: str) -> None:
+    """Paired comparisons need the same examples in the same order (same config, same sample seed)."""
+    if len(other) != len(reference):
+        raise ValueError(
+            f"{where}: {len(other)} rows, {reference_where}: {len(reference)}; not the same rows"
+        )
+    differ = np.flatnonzero((other["uid"].to_numpy() != reference["uid"].to_numpy())
+                            | (other["label"].to_numpy() != reference["label"].to_numpy()))  # fmt: skip
+    if differ.size:
+        raise ValueError(
+            f"{where}: row {differ[0]} (uid {other['uid'].iloc[differ[0]]}) differs from {reference_where}'s "
+            f"(uid {reference['uid'].iloc[differ[0]]}); runs compare only on the same rows in the same order"
+        )
+
+
+def compare_runs(
+    folders: Sequence[str | os.PathLike],
+    baseline: str | os.PathLike | None = None,
+    split: str = "test",
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per run: its AUC with a bootstrap interval and, given ``baseline``, AUC minus the baseline's on
+    the same resampled rows (paired) with its interval. Every run must have scored the same rows."""
+    if not folders:
+        raise ValueError("compare_runs: no run folders given")
+    reference_folder = baseline if baseline is not None else folders[0]
+    reference = read_scores(reference_folder, split)
+    reference_where = str(Path(reference_folder) / f"{split}_scores.parquet")
+    table = []
+    for folder in folders:
+        scores = read_scores(folder, split)
+        _check_same_rows(reference, scores, str(Path(folder) / f"{split}_scores.parquet"), reference_where)
+        options = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
+        auc = auc_interval(scores["label"], scores["score"], **options)
+        row = {"method": run_name(folder), "rows": len(scores), "auc": auc["estimate"],
+               "auc_low": auc["low"], "auc_high": auc["high"]}  # fmt: skip
+        if baseline is not None:
+            diff = auc_interval(scores["label"], scores["score"], reference["score"], **options)
+            row |= {"minus_baseline": diff["estimate"], "diff_low": diff["low"], "diff_high": diff["high"]}
+        table.append(row)
+    return pd.DataFrame(table).set_index("method")

@@ -1,0 +1,61 @@
+"""Bootstrap intervals of runs' test AUCs and of their differences from a baseline run on the same rows.
+
+    python scripts/compare_runs.py outputs/ml1m-cpu/rows16384-bf16 outputs/ml1m-cpu/collm-rows16384-bf16 \\
+        --baseline outputs/cf/ml1m/mf_bias/cpu-subsample-rows --out results/ml1m_cpu_intervals.json
+
+Each argument is a run folder with ``<split>_scores.parquet`` (``scripts/train.py --output-dir``,
+``scripts/score_cf.py --out``); all must have scored the same rows. The difference from the baseline is a
+paired bootstrap: both runs are scored on the same resampled rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from ccf_llm.atomic import write_text_atomically
+from ccf_llm.evaluation.compare import compare_runs
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders to compare")
+    parser.add_argument("--baseline", type=Path, help="a run folder to subtract (paired on the same rows)")
+    parser.add_argument("--split", default="test", choices=("valid", "test"))
+    parser.add_argument("--confidence", type=float, default=0.95)
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--out", type=Path, help="also write the table, settings and command to this JSON file"
+    )
+    args = parser.parse_args(argv)
+    try:
+        table = compare_runs(
+            args.runs, args.baseline, args.split, args.confidence, n_resamples=args.resamples, seed=args.seed
+        )
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"compare_runs: {err}")
+    print(
+        f"{args.split} AUC, {args.confidence:.0%} BCa bootstrap intervals over rows ({args.resamples} resamples)"
+    )
+    print(table.to_string(float_format=lambda value: f"{value:.4f}"))
+    if args.out:
+        content = {
+            "split": args.split,
+            "confidence": args.confidence,
+            "resamples": args.resamples,
+            "seed": args.seed,
+            "baseline": str(args.baseline) if args.baseline else None,
+            "command": shlex.join(["python", "scripts/compare_runs.py", *(argv or sys.argv[1:])]),
+            "rows": json.loads(table.reset_index().round(4).to_json(orient="records")),
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(args.out, json.dumps(content, indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
