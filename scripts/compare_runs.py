@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from ccf_llm.atomic import write_text_atomically
-from ccf_llm.evaluation.compare import compare_runs
+from ccf_llm.evaluation.compare import compare_runs, run_name
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
             "resamples": args.resamples,
             "seed": args.seed,
             "baseline": str(args.baseline) if args.baseline else None,
+            "baseline_method": run_name(args.baseline) if args.baseline else None,
             "command": shlex.join(["python", "scripts/compare_runs.py", *(argv or sys.argv[1:])]),
             "rows": json.loads(table.reset_index().round(4).to_json(orient="records")),
         }

@@ -4,7 +4,8 @@
 # each on 2 cores, ~70 min for the 4,096-row ones; MAIN_ONLY=1 skips the ablations). Logs in
 # outputs/ml1m-cpu/; each run upserts its row into results/ml1m.json. BF16=1 adds the bf16 rows (AMX CPUs),
 # BF16=1 ALL_ROWS=1 also stage 2 on all train rows, BF16=1 STAGE1_ROWS=1 stage 1 on 8,192 rows,
-# BF16=1 DIN_CF=1 the 16,384-row stage 2 with DIN's tables instead of MF-bias's.
+# BF16=1 DIN_CF=1 the 16,384-row stage 2 with DIN's tables instead of MF-bias's, BF16=1 LORA_INIT=1 stage 1 and
+# the 16,384-row stage 2 again with LoRA starting at B = 0. Last, bootstrap intervals of every finished run's test AUC.
 set -euo pipefail
 mkdir -p outputs/ml1m-cpu
 cfg=configs/ml1m-cpu.yaml
@@ -15,7 +16,9 @@ stage2() {
   python scripts/train.py --config "$cfg" --init-from outputs/ml1m-cpu/tallrec \
     --output-dir "outputs/ml1m-cpu/$name" "$@" > "outputs/ml1m-cpu/$name.log" 2>&1
 }
-stage2 ccf-llm
+stage2 ccf-llm  # also trains the MF-bias tables when outputs/cf/ml1m/mf_bias lacks them; next, their own model on the same rows
+python scripts/score_cf.py --cf-dir outputs/cf/ml1m/mf_bias --config "$cfg" --out outputs/cf/ml1m/mf_bias/cpu-subsample-rows
+cf_runs=()  # CF models scored on the same rows, compared beside the LLM runs at the end
 stage2 collm --fusion cf_only --method "CoLLM (cpu-subsample)"
 if [ -z "${MAIN_ONLY:-}" ]; then
   stage2 scalar-gate --fusion scalar_gate --method "CCF-LLM (scalar gate) (cpu-subsample)"
@@ -69,11 +72,27 @@ if [ -n "${BF16:-}" ]; then  # a CPU with AMX: bf16 trains ~2x faster; its own s
   fi
   if [ -n "${DIN_CF:-}" ]; then  # as the 16,384-row row but for the CF tables, plus a halfway eval so it can resume (~2 h)
     python scripts/train_cf.py --model din --data ml1m --out outputs/cf/ml1m/din --quiet
-    python scripts/score_cf.py --cf-dir outputs/cf/ml1m/din --config "$cfg"  # DIN itself on the same rows
+    python scripts/score_cf.py --cf-dir outputs/cf/ml1m/din --config "$cfg" \
+      --out outputs/cf/ml1m/din/cpu-subsample-rows  # DIN itself on the same rows
+    cf_runs+=(outputs/cf/ml1m/din/cpu-subsample-rows)
     method="CCF-LLM (DIN tables, stage 2 on 16,384 rows, bf16) (cpu-subsample)"
     stage2_bf16 din-rows16384-bf16 --set max_train_rows=16384 --cf-dir outputs/cf/ml1m/din \
       --set stage2.evals_per_epoch=2 --resume --method "$method"
     methods+=(--method "$method")
   fi
+  if [ -n "${LORA_INIT:-}" ]; then  # stage 1 again with LoRA's B = 0 at start (the fix of 886159b; ~15 min), then
+    method="TALLRec (bf16, LoRA B = 0 at start) (cpu-subsample)"  # stage 2 from it on 16,384 rows (~2 h, resumable)
+    python scripts/train.py --config "$cfg" --set bf16=true --fusion text_only --method "$method" \
+      --output-dir outputs/ml1m-cpu/tallrec-bf16-lora-init >> outputs/ml1m-cpu/tallrec-bf16-lora-init.log 2>&1
+    method="CCF-LLM (stage 2 on 16,384 rows, bf16, LoRA B = 0 at start) (cpu-subsample)"
+    STAGE1=outputs/ml1m-cpu/tallrec-bf16-lora-init stage2_bf16 rows16384-bf16-lora-init --set max_train_rows=16384 \
+      --set stage2.evals_per_epoch=2 --resume --method "$method"
+    methods+=(--method "$method")
+  fi
   python scripts/make_plots.py outputs/ml1m-cpu --prefix ml1m_cpu_ "${methods[@]}"
 fi
+# Every finished run (all score the same test rows): AUC with a 95% bootstrap interval, and minus MF-bias's on those rows
+finished=(outputs/ml1m-cpu/*/test_scores.parquet)
+python scripts/compare_runs.py "${finished[@]%/test_scores.parquet}" "${cf_runs[@]}" \
+  --baseline outputs/cf/ml1m/mf_bias/cpu-subsample-rows --out results/ml1m_cpu_intervals.json
+python scripts/update_readme.py

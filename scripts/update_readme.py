@@ -1,4 +1,5 @@
-"""Fill the README's measured sections from ``results/ml1m.json`` and ``benchmarks/results/*.json``.
+"""Fill the README's measured sections from ``results/ml1m.json``, ``results/ml1m_cpu_intervals.json`` and
+``benchmarks/results/*.json``.
 
 ``python scripts/update_readme.py`` — every number in those sections comes from those files.
 """
@@ -7,16 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ccf_llm.evaluation.report import benchmark_table, replace_section, results_table
+from ccf_llm.evaluation.report import render_readme
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
     readme = ROOT / "README.md"
-    text = replace_section(readme.read_text(), "results:ml1m", results_table(ROOT / "results" / "ml1m.json"))
-    text = replace_section(text, "benchmarks", benchmark_table(ROOT / "benchmarks" / "results"))
-    readme.write_text(text)
+    readme.write_text(render_readme(readme.read_text(), ROOT))
     print(f"updated {readme}")
 
 

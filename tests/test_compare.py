@@ -8,6 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from ccf_llm.evaluation.compare import compare_runs, read_scores, write_scores
+from ccf_llm.evaluation.report import intervals_table
 
 
 def _run(folder, labels, scores, method=None, uids=None):
@@ -43,6 +44,8 @@ def test_compare_runs_reports_each_auc_and_the_paired_difference(runs):
     assert table.loc["Better", "minus_baseline"] == pytest.approx(table.loc["Better", "auc"] - base_auc)
     assert table.loc["Better", "diff_low"] > 0 > table.loc["unnamed", "diff_high"]
     assert "minus_baseline" not in compare_runs([runs["better"]], n_resamples=100).columns
+    itself = compare_runs([runs["baseline"]], baseline=runs["baseline"], n_resamples=100).loc["Base"]
+    assert itself["minus_baseline"] == itself["diff_low"] == itself["diff_high"] == 0.0  # not NaN
 
 
 def test_compare_runs_refuses_runs_on_other_rows(runs, tmp_path):
@@ -68,5 +71,11 @@ def test_compare_runs_script_prints_and_writes_the_table(runs, tmp_path, load_sc
     written = json.loads(out.read_text())
     assert written["command"].startswith("python scripts/compare_runs.py ") and written["resamples"] == 200
     assert [row["method"] for row in written["rows"]] == ["Better"] and written["rows"][0]["diff_low"] > 0
+    table = intervals_table(out).splitlines()  # the README's rendering of the file
+    assert table[0] == "| method | test AUC | 95% interval | minus Base | 95% interval |"
+    row = written["rows"][0]
+    assert table[2].startswith(
+        f"| Better | {row['auc']:.4f} | {row['auc_low']:.4f} – {row['auc_high']:.4f} | +"
+    )
     with pytest.raises(SystemExit, match=r"compare_runs: .*no scores"):
         load_script("compare_runs").main([str(tmp_path / "missing")])

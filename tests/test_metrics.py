@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import evaluate
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from ccf_llm.evaluation import split_metrics, upsert_result
-from ccf_llm.evaluation.report import results_table
+from ccf_llm.evaluation.report import render_readme, results_table
 from ccf_llm.metrics import CTR_AUC_PATH, auc_interval, ctr_metrics, per_user_auc
 
 # user 1: AUC 3/4; user 2: a tie, AUC 1/2; user 3: one row (skipped); user 4: one class (skipped).
@@ -165,3 +166,10 @@ def test_paired_difference_is_surer_than_either_auc():
 def test_auc_interval_rejects_bad_input(labels, scores, baseline, message):
     with pytest.raises(ValueError, match=message):
         auc_interval(labels, scores, baseline)
+
+
+def test_readme_numbers_are_rendered_from_the_committed_results():
+    """Every measured table in the README is what ``scripts/update_readme.py`` renders from the result files."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    assert render_readme(readme, root) == readme, "README is stale: run python scripts/update_readme.py"

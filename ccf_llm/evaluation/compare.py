@@ -17,12 +17,13 @@ import pandas as pd
 from ..atomic import replaced_atomically
 from ..metrics import auc_interval
 
-SCORE_COLUMNS = ("uid", "label", "not_cold", "score")
+ROW_COLUMNS = ("uid", "label", "not_cold")  # which example: the same in every run that scored these rows
+SCORE_COLUMNS = (*ROW_COLUMNS, "score")
 
 
 def write_scores(folder: str | os.PathLike, split: str, rows: dict, scores: np.ndarray) -> None:
     """``<folder>/<split>_scores.parquet`` from a split's ``uid``/``label``/``not_cold`` columns and its scores."""
-    frame = pd.DataFrame({column: np.asarray(rows[column]) for column in SCORE_COLUMNS[:-1]})
+    frame = pd.DataFrame({column: np.asarray(rows[column]) for column in ROW_COLUMNS})
     frame["score"] = np.asarray(scores)
     with replaced_atomically(Path(folder) / f"{split}_scores.parquet") as tmp:
         frame.to_parquet(tmp, index=False)
@@ -79,15 +80,17 @@ def compare_runs(
     reference_folder = baseline if baseline is not None else folders[0]
     reference = read_scores(reference_folder, split)
     reference_where = str(Path(reference_folder) / f"{split}_scores.parquet")
+    options = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
     table = []
     for folder in folders:
         scores = read_scores(folder, split)
         _check_same_rows(reference, scores, str(Path(folder) / f"{split}_scores.parquet"), reference_where)
-        options = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
         auc = auc_interval(scores["label"], scores["score"], **options)
         row = {"method": run_name(folder), "rows": len(scores), "auc": auc["estimate"],
                "auc_low": auc["low"], "auc_high": auc["high"]}  # fmt: skip
-        if baseline is not None:
+        if baseline is not None and Path(folder).resolve() == Path(baseline).resolve():
+            row |= {"minus_baseline": 0.0, "diff_low": 0.0, "diff_high": 0.0}  # no resample can differ
+        elif baseline is not None:
             diff = auc_interval(scores["label"], scores["score"], reference["score"], **options)
             row |= {"minus_baseline": diff["estimate"], "diff_low": diff["low"], "diff_high": diff["high"]}
         table.append(row)

@@ -83,3 +83,30 @@ def benchmark_table(results_dir: str | Path) -> str:
             f"{result['ratio']:.2f} | {_pipes(result['target'])} |"
         )
     return "\n".join(lines)
+
+
+def intervals_table(intervals_file: str | Path) -> str:
+    """Markdown from ``scripts/compare_runs.py --out``: each run's AUC with its interval and, when the file has a
+    baseline, the paired difference from it."""
+    content = json.loads(Path(intervals_file).read_text())
+    level = f"{content['confidence']:.0%}"
+    columns = ["method", f"{content['split']} AUC", f"{level} interval"]
+    if content["baseline"]:
+        columns += [f"minus {_method(content['baseline_method'])}", f"{level} interval"]
+    lines = ["| " + " | ".join(columns) + " |", "| --- |" + " ---: |" * (len(columns) - 1)]
+    for row in content["rows"]:
+        cells = [_method(row["method"]), f"{row['auc']:.4f}", f"{row['auc_low']:.4f} – {row['auc_high']:.4f}"]
+        if content["baseline"]:
+            cells += [f"{row['minus_baseline']:+.4f}", f"{row['diff_low']:+.4f} – {row['diff_high']:+.4f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_readme(text: str, root: str | Path) -> str:
+    """The README with its measured sections rendered from the files under ``root`` that hold the numbers."""
+    root = Path(root)
+    text = replace_section(text, "results:ml1m", results_table(root / "results" / "ml1m.json"))
+    text = replace_section(
+        text, "intervals:ml1m_cpu", intervals_table(root / "results" / "ml1m_cpu_intervals.json")
+    )
+    return replace_section(text, "benchmarks", benchmark_table(root / "benchmarks" / "results"))
