@@ -21,11 +21,10 @@ from pathlib import Path
 import pandas as pd
 
 from ccf_llm.atomic import write_text_atomically
-from ccf_llm.cf import METHOD_NAMES, encode_splits, load_cf_model, predict
+from ccf_llm.cf import METHOD_NAMES, encode_splits, load_cf_model, predict, rows_metrics
 from ccf_llm.data import load_named
 from ccf_llm.evaluation import split_metrics, upsert_result
 from ccf_llm.evaluation.compare import write_scores
-from ccf_llm.metrics import ctr_metrics
 from ccf_llm.training import ExperimentConfig
 from ccf_llm.training.run import subsample
 
@@ -45,12 +44,7 @@ def main() -> None:
     encoded = encode_splits(subsample(config, full), model.history_len)
     rows = {"valid": encoded.valid, "test": encoded.test}
     scores = {split: predict(model, batch) for split, batch in rows.items()}
-    metrics = {
-        split: ctr_metrics(
-            batch["label"].numpy(), scores[split], batch["uid"].numpy(), batch["not_cold"].numpy()
-        )
-        for split, batch in rows.items()
-    }
+    metrics = {split: rows_metrics(batch, scores[split]) for split, batch in rows.items()}
     row = {
         "method": args.method or f"{METHOD_NAMES[info['model']]} (cpu-subsample rows)",
         "backbone": None,

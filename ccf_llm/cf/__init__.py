@@ -43,6 +43,7 @@ from .train import (
     load_cf_model,
     load_cf_tables,
     predict,
+    rows_metrics,
     save_cf_tables,
     train_cf,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "load_cf_model",
     "load_cf_tables",
     "predict",
+    "rows_metrics",
     "save_cf_tables",
     "train_cf",
 ]

@@ -150,9 +150,12 @@ def predict(model: CFModel, rows: Batch, batch_size: int = 8192) -> np.ndarray:
 
 def evaluate(model: CFModel, rows: Batch, batch_size: int = 8192) -> dict[str, float | int]:
     """AUC, UAUC and warm/cold AUC of the model on one split."""
-    return ctr_metrics(
-        rows["label"].numpy(), predict(model, rows, batch_size), rows["uid"].numpy(), rows["not_cold"].numpy()
-    )
+    return rows_metrics(rows, predict(model, rows, batch_size))
+
+
+def rows_metrics(rows: Batch, scores: np.ndarray) -> dict[str, float | int]:
+    """AUC, UAUC and warm/cold AUC of scores already computed for one split's rows."""
+    return ctr_metrics(rows["label"].numpy(), scores, rows["uid"].numpy(), rows["not_cold"].numpy())
 
 
 @dataclass

@@ -21,16 +21,20 @@ ROW_COLUMNS = ("uid", "label", "not_cold")  # which example: the same in every r
 SCORE_COLUMNS = (*ROW_COLUMNS, "score")
 
 
+def scores_file(folder: str | os.PathLike, split: str) -> Path:
+    return Path(folder) / f"{split}_scores.parquet"
+
+
 def write_scores(folder: str | os.PathLike, split: str, rows: dict, scores: np.ndarray) -> None:
     """``<folder>/<split>_scores.parquet`` from a split's ``uid``/``label``/``not_cold`` columns and its scores."""
     frame = pd.DataFrame({column: np.asarray(rows[column]) for column in ROW_COLUMNS})
     frame["score"] = np.asarray(scores)
-    with replaced_atomically(Path(folder) / f"{split}_scores.parquet") as tmp:
+    with replaced_atomically(scores_file(folder, split)) as tmp:
         frame.to_parquet(tmp, index=False)
 
 
 def read_scores(folder: str | os.PathLike, split: str = "test") -> pd.DataFrame:
-    path = Path(folder) / f"{split}_scores.parquet"
+    path = scores_file(folder, split)
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no scores (a run folder of scripts/train.py or scripts/score_cf.py --out)"
@@ -79,12 +83,12 @@ def compare_runs(
         raise ValueError("compare_runs: no run folders given")
     reference_folder = baseline if baseline is not None else folders[0]
     reference = read_scores(reference_folder, split)
-    reference_where = str(Path(reference_folder) / f"{split}_scores.parquet")
+    reference_where = str(scores_file(reference_folder, split))
     options = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
     table = []
     for folder in folders:
         scores = read_scores(folder, split)
-        _check_same_rows(reference, scores, str(Path(folder) / f"{split}_scores.parquet"), reference_where)
+        _check_same_rows(reference, scores, str(scores_file(folder, split)), reference_where)
         auc = auc_interval(scores["label"], scores["score"], **options)
         row = {"method": run_name(folder), "rows": len(scores), "auc": auc["estimate"],
                "auc_low": auc["low"], "auc_high": auc["high"]}  # fmt: skip
