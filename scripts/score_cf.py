@@ -4,8 +4,9 @@
 
 The CPU protocol (configs/ml1m-cpu.yaml) scores the LLM rows on samples of valid and test; this scores the
 CF model that feeds them on exactly those rows, with the model's own logit (``cf_model.safetensors``), and
-upserts "<CF method> (cpu-subsample rows)". ``--out DIR`` also keeps the scores and the row there, a run folder
-that ``scripts/compare_runs.py`` reads like a training run's.
+upserts "<CF method> (cpu-subsample rows)" (``--no-results``: no row). ``--out DIR`` also keeps the scores and
+the row there, a run folder that ``scripts/compare_runs.py`` reads like a training run's. On a config without
+samples (configs/ml1m.yaml) it scores the whole splits, beside ``scripts/evaluate.py``'s LLM scores there.
 """
 
 from __future__ import annotations
@@ -29,12 +30,21 @@ from ccf_llm.training import ExperimentConfig
 from ccf_llm.training.run import subsample
 
 
+def default_method(cf_method: str, config: ExperimentConfig) -> str:
+    sampled = config.max_valid_rows or config.max_test_rows
+    return f"{cf_method} (cpu-subsample rows)" if sampled else cf_method
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cf-dir", required=True, help="an export of scripts/train_cf.py --out")
     parser.add_argument("--config", required=True, help="the LLM config whose valid/test rows to score")
-    parser.add_argument("--method", help='row name (default "<CF method> (cpu-subsample rows)")')
+    parser.add_argument(
+        "--method",
+        help='row name (default "<CF method> (cpu-subsample rows)", or "<CF method>" on whole splits)',
+    )
     parser.add_argument("--results", help="results JSON (default: the config's)")
+    parser.add_argument("--no-results", action="store_true", help="do not touch the results file")
     parser.add_argument("--out", type=Path, help="a folder for <split>_scores.parquet and metrics.json")
     args = parser.parse_args()
     start = time.perf_counter()
@@ -46,7 +56,7 @@ def main() -> None:
     scores = {split: predict(model, batch) for split, batch in rows.items()}
     metrics = {split: rows_metrics(batch, scores[split]) for split, batch in rows.items()}
     row = {
-        "method": args.method or f"{METHOD_NAMES[info['model']]} (cpu-subsample rows)",
+        "method": args.method or default_method(METHOD_NAMES[info["model"]], config),
         "backbone": None,
         "fusion": None,
         "cf": info["model"],
@@ -64,7 +74,7 @@ def main() -> None:
             write_scores(args.out, split, batch, scores[split])
         write_text_atomically(args.out / "metrics.json", json.dumps({"row": row}, indent=2))
     results = args.results or config.results
-    if results:
+    if results and not args.no_results:
         upsert_result(results, row, dataset="ml-1m" if config.data == "ml1m" else full.name)
     print(pd.DataFrame({split: row[split] for split in ("valid", "test")}).T.to_string(na_rep="–"))
 

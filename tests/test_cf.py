@@ -6,11 +6,19 @@ import pytest
 import torch
 from datasets import DatasetDict
 
-from ccf_llm.cf import encode_splits, grid_search, load_cf_model, load_cf_tables, save_cf_tables, train_cf
+from ccf_llm.cf import (
+    METHOD_NAMES,
+    encode_splits,
+    grid_search,
+    load_cf_model,
+    load_cf_tables,
+    save_cf_tables,
+    train_cf,
+)
 from ccf_llm.cf.train import predict
 from ccf_llm.data import CTRData
 from ccf_llm.data.schema import frame_to_dataset
-from ccf_llm.evaluation.compare import compare_runs, read_scores
+from ccf_llm.evaluation.compare import compare_runs, read_scores, run_name
 
 N_USERS, N_ITEMS = 12, 18
 FAST = {"dim": 16, "lr": 0.05, "weight_decay": 0.0, "batch_size": 256, "max_epochs": 30, "patience": 30}
@@ -184,3 +192,8 @@ def test_score_cf_script_reproduces_the_cf_run_on_the_config_rows(
     assert len(read_scores(tmp_path / "sample")) == 10  # the sampled rows only
     assert rows["all"]["test"]["uauc"] == pytest.approx(runs[key].test["uauc"], abs=1e-4)
     assert rows["sample"]["rows"]["test"] == 10 and rows["all"]["rows"]["test"] == len(tiny.splits["test"])
+    monkeypatch.setattr(sys, "argv", [*argv, "--no-results", "--out", str(tmp_path / "quiet")])
+    score_cf.main()  # the last config (a sample): default name says so; the results file is left alone
+    assert {row["method"] for row in json.loads(results.read_text())["rows"]} == {"all", "sample"}
+    model_name = METHOD_NAMES[load_cf_tables(tmp_path / "cf")[2]["model"]]
+    assert run_name(tmp_path / "quiet") == f"{model_name} (cpu-subsample rows)"

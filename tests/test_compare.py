@@ -9,11 +9,12 @@ from sklearn.metrics import roc_auc_score
 
 from ccf_llm.evaluation.compare import compare_runs, read_scores, write_scores
 from ccf_llm.evaluation.report import intervals_table
+from ccf_llm.metrics import ctr_metrics
 
 
 def _run(folder, labels, scores, method=None, uids=None):
     folder.mkdir(parents=True)
-    uids = np.arange(len(labels)) if uids is None else uids
+    uids = np.arange(len(labels)) % 20 if uids is None else uids  # 20 users, for UAUC
     rows = {"uid": uids, "label": labels, "not_cold": np.ones_like(labels)}
     write_scores(folder, "test", rows, scores)
     if method:
@@ -40,6 +41,8 @@ def test_compare_runs_reports_each_auc_and_the_paired_difference(runs):
     better = read_scores(runs["better"])
     assert table.loc["Better", "auc"] == pytest.approx(roc_auc_score(better["label"], better["score"]))
     assert (table["auc_low"] < table["auc"]).all() and (table["auc"] < table["auc_high"]).all()
+    by_user = ctr_metrics(better["label"], better["score"], better["uid"])
+    assert table.loc["Better", "uauc"] == pytest.approx(by_user["uauc"]) and by_user["n_users_uauc"] == 20
     base_auc = roc_auc_score(runs["labels"], read_scores(runs["baseline"])["score"])
     assert table.loc["Better", "minus_baseline"] == pytest.approx(table.loc["Better", "auc"] - base_auc)
     assert table.loc["Better", "diff_low"] > 0 > table.loc["unnamed", "diff_high"]
@@ -72,10 +75,10 @@ def test_compare_runs_script_prints_and_writes_the_table(runs, tmp_path, load_sc
     assert written["command"].startswith("python scripts/compare_runs.py ") and written["resamples"] == 200
     assert [row["method"] for row in written["rows"]] == ["Better"] and written["rows"][0]["diff_low"] > 0
     table = intervals_table(out).splitlines()  # the README's rendering of the file
-    assert table[0] == "| method | test AUC | 95% interval | minus Base | 95% interval |"
+    assert table[0] == "| method | test AUC | 95% interval | test UAUC | minus Base | 95% interval |"
     row = written["rows"][0]
     assert table[2].startswith(
-        f"| Better | {row['auc']:.4f} | {row['auc_low']:.4f} – {row['auc_high']:.4f} | +"
+        f"| Better | {row['auc']:.4f} | {row['auc_low']:.4f} – {row['auc_high']:.4f} | {row['uauc']:.4f} | +"
     )
     with pytest.raises(SystemExit, match=r"compare_runs: .*no scores"):
         load_script("compare_runs").main([str(tmp_path / "missing")])

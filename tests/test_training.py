@@ -6,13 +6,16 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import transformers
+import yaml
 from datasets import Dataset
 from transformers import TrainingArguments
 from transformers.testing_utils import CaptureLogger
 
+from ccf_llm.evaluation.compare import compare_runs, read_scores
 from ccf_llm.main_job import run_main_job
 from ccf_llm.testing.make_tiny import tiny_model
 from ccf_llm.testing.tiny_run import tiny_run_settings, write_tiny_run_inputs
@@ -171,6 +174,27 @@ def test_main_job_on_a_tiny_backbone(
     row = json.loads((tmp_path / "results.json").read_text())["rows"][0]
     assert row["train_rows"] == 64
     assert json.loads((tmp_path / "quick" / "model" / "ccf_processor.json").read_text())["max_history"] == 5
+
+
+def test_evaluate_script_rescores_a_saved_model_as_its_run_did(
+    inputs: dict[str, Path], finished: tuple[Path, dict], tmp_path: Path, load_script
+) -> None:
+    """scripts/evaluate.py loads the run's model folder and, on the run's config, reproduces its test scores; the
+    folder it writes is a run folder for compare_runs, under the run's method name."""
+    out, summary = finished
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_run_settings(inputs, tmp_path / "unused")))
+    evaluate = load_script("evaluate")
+    evaluate.main([str(out), "--config", str(config), "--out", str(tmp_path / "again")])
+    again, original = read_scores(tmp_path / "again"), read_scores(out)
+    assert (again["uid"] == original["uid"]).all()
+    assert np.abs(again["score"] - original["score"]).max() < 1e-4
+    row = json.loads((tmp_path / "again" / "metrics.json").read_text())["row"]
+    assert row["method"] == summary["row"]["method"] and row["rows"] == {"test": len(original)}
+    assert row["test"]["auc"] == pytest.approx(summary["row"]["test"]["auc"], abs=1e-4)
+    assert compare_runs([tmp_path / "again"], baseline=out, n_resamples=50).index[0] == "tiny"
+    with pytest.raises(SystemExit):  # not a run or model folder: a usage error naming it
+        evaluate.main([str(tmp_path), "--config", str(config), "--out", str(tmp_path / "none")])
 
 
 def test_evaluation_during_training_pairs_scores_with_their_users(finished: tuple[Path, dict]) -> None:

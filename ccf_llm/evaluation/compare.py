@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import replaced_atomically
-from ..metrics import auc_interval
+from ..metrics import auc_interval, ctr_metrics
 
 ROW_COLUMNS = ("uid", "label", "not_cold")  # which example: the same in every run that scored these rows
 SCORE_COLUMNS = (*ROW_COLUMNS, "score")
@@ -77,8 +77,8 @@ def compare_runs(
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """One row per run: its AUC with a bootstrap interval and, given ``baseline``, AUC minus the baseline's on
-    the same resampled rows (paired) with its interval. Every run must have scored the same rows."""
+    """One row per run: its AUC with a bootstrap interval, its UAUC and, given ``baseline``, AUC minus the
+    baseline's on the same resampled rows (paired) with its interval. Every run must have scored the same rows."""
     if not folders:
         raise ValueError("compare_runs: no run folders given")
     reference_folder = baseline if baseline is not None else folders[0]
@@ -90,8 +90,9 @@ def compare_runs(
         scores = read_scores(folder, split)
         _check_same_rows(reference, scores, str(scores_file(folder, split)), reference_where)
         auc = auc_interval(scores["label"], scores["score"], **options)
+        uauc = ctr_metrics(scores["label"], scores["score"], scores["uid"])["uauc"]
         row = {"method": run_name(folder), "rows": len(scores), "auc": auc["estimate"],
-               "auc_low": auc["low"], "auc_high": auc["high"]}  # fmt: skip
+               "auc_low": auc["low"], "auc_high": auc["high"], "uauc": uauc}  # fmt: skip
         if baseline is not None and Path(folder).resolve() == Path(baseline).resolve():
             row |= {"minus_baseline": 0.0, "diff_low": 0.0, "diff_high": 0.0}  # no resample can differ
         elif baseline is not None:

@@ -91,11 +91,18 @@ def intervals_table(intervals_file: str | Path) -> str:
     content = json.loads(Path(intervals_file).read_text())
     level = f"{content['confidence']:.0%}"
     columns = ["method", f"{content['split']} AUC", f"{level} interval"]
+    with_uauc = all(
+        "uauc" in row for row in content["rows"]
+    )  # files written before compare_runs had it lack it
+    if with_uauc:
+        columns.append(f"{content['split']} UAUC")
     if content["baseline"]:
         columns += [f"minus {_method(content['baseline_method'])}", f"{level} interval"]
     lines = ["| " + " | ".join(columns) + " |", "| --- |" + " ---: |" * (len(columns) - 1)]
     for row in content["rows"]:
         cells = [_method(row["method"]), f"{row['auc']:.4f}", f"{row['auc_low']:.4f} – {row['auc_high']:.4f}"]
+        if with_uauc:
+            cells.append(_cell(row["uauc"]))
         if content["baseline"]:
             cells += [f"{row['minus_baseline']:+.4f}", f"{row['diff_low']:+.4f} – {row['diff_high']:+.4f}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -103,10 +110,12 @@ def intervals_table(intervals_file: str | Path) -> str:
 
 
 def render_readme(text: str, root: str | Path) -> str:
-    """The README with its measured sections rendered from the files under ``root`` that hold the numbers."""
+    """The README with its measured sections rendered from the files under ``root`` that hold the numbers; each
+    ``<!-- intervals:NAME -->`` section from ``results/NAME_intervals.json``."""
     root = Path(root)
     text = replace_section(text, "results:ml1m", results_table(root / "results" / "ml1m.json"))
-    text = replace_section(
-        text, "intervals:ml1m_cpu", intervals_table(root / "results" / "ml1m_cpu_intervals.json")
-    )
+    for name in re.findall(r"<!-- intervals:(\w+) -->", text):
+        text = replace_section(
+            text, f"intervals:{name}", intervals_table(root / "results" / f"{name}_intervals.json")
+        )
     return replace_section(text, "benchmarks", benchmark_table(root / "benchmarks" / "results"))

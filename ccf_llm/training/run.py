@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from datasets import DatasetDict
+from datasets import Dataset, DatasetDict
 from safetensors.torch import load_file
 from transformers import set_seed
 
 from modeling_ccf import CCFLLMForCTR
+from processing_ccf import CCFLLMProcessor
 
 from ..atomic import write_text_atomically
 from ..build import build_model, load_backbone, native_bf16, preferred_attention
@@ -83,6 +84,47 @@ def load_stage1_lora(model: CCFLLMForCTR, run_dir: str | Path) -> None:
     )
 
 
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def score_splits(
+    model: CCFLLMForCTR,
+    processor: CCFLLMProcessor,
+    splits: dict[str, Dataset],
+    batch_size: int,
+    bf16: bool,
+    out: Path,
+) -> dict[str, dict]:
+    """``ctr_metrics`` of each encoded split, keeping its scores in ``out/<split>_scores.parquet``. Every process
+    scores (gathered); only the first writes."""
+    model.eval()
+    model.set_attn_implementation(preferred_attention(training=False))
+    metrics = {}
+    for split, rows in splits.items():
+        scores = predict_scores(model, rows, processor, batch_size, bf16, out / "predict")
+        metrics[split] = ctr_metrics(rows["label"], scores, rows["uid"], rows["not_cold"])
+        if is_main_process():
+            write_scores(out, split, rows, scores)
+    return metrics
+
+
+def evaluate_saved_model(
+    model_dir: str | Path, config: ExperimentConfig, out: str | Path, splits: tuple[str, ...] = ("test",)
+) -> dict[str, dict]:
+    """Score a saved model folder on the config's rows of ``splits``: e.g. a CPU-protocol model, trained and
+    tested on samples, on the whole test split (``configs/ml1m.yaml``). Prompts follow the folder's processor."""
+    data = subsample(config, load_named(config.data, config.data_dir))
+    # As trained: fp32 weights under bf16 autocast.
+    model = CCFLLMForCTR.from_pretrained(model_dir, dtype=torch.float32)
+    processor = CCFLLMProcessor.from_pretrained(model_dir)
+    rows = {
+        split: encode_dataset(data.splits[split], processor, desc=f"tokenizing {split}") for split in splits
+    }
+    bf16 = config.bf16 if config.bf16 is not None else native_bf16()
+    return score_splits(model, processor, rows, config.stage2.eval_batch_size, bf16, Path(out))
+
+
 def run_experiment(config: ExperimentConfig, command: str, resume: bool = False) -> dict:
     """Run every stage the config asks for, evaluate on valid/test, save the model folder, upsert the results row."""
     set_seed(config.seed)
@@ -147,16 +189,9 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
                 config.stage2, out / "stage2", **common,
             )  # fmt: skip
 
-    model.eval()
-    model.set_attn_implementation(preferred_attention(training=False))
-    metrics = {}
-    main = int(os.environ.get("RANK", "0")) == 0  # every process scores (gathered); only the first writes
-    for split in ("valid", "test"):
-        rows = encoded(processor, split)
-        scores = predict_scores(model, rows, processor, config.stage2.eval_batch_size, bf16, out / "predict")
-        metrics[split] = ctr_metrics(rows["label"], scores, rows["uid"], rows["not_cold"])
-        if main:
-            write_scores(out, split, rows, scores)
+    main = is_main_process()
+    splits = {split: encoded(processor, split) for split in ("valid", "test")}
+    metrics = score_splits(model, processor, splits, config.stage2.eval_batch_size, bf16, out)
     if main:
         write_text_atomically(
             out / "gates.json", json.dumps(gate_statistics(model, processor, encoded(processor, "test")))

@@ -1,0 +1,73 @@
+"""Score a finished run's saved model on the rows a config evaluates, as a run folder for compare_runs.
+
+    python scripts/evaluate.py outputs/ml1m-cpu/rows16384-bf16 --config configs/ml1m.yaml \\
+        --out outputs/ml1m-cpu-full-test/rows16384-bf16
+
+The CPU protocol (configs/ml1m-cpu.yaml) trains on recent rows and tests on a 2,000-row sample; with
+``configs/ml1m.yaml`` this scores the same model on the whole test split, the rows the published numbers and the
+full-data CF rows use. The run's results row is left as it is; ``--out`` gets ``<split>_scores.parquet`` and a
+``metrics.json`` whose row names the model, the rows and the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from ccf_llm.atomic import write_text_atomically
+from ccf_llm.evaluation import split_metrics
+from ccf_llm.evaluation.compare import read_scores, run_name
+from ccf_llm.training import ExperimentConfig
+from ccf_llm.training.run import MODEL_DIR, evaluate_saved_model
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "run", type=Path, help=f"a finished run folder (scripts/train.py) or its {MODEL_DIR}/ folder"
+    )
+    parser.add_argument("--config", required=True, help="the config whose data and row samples to score")
+    parser.add_argument(
+        "--out", required=True, type=Path, help="folder for <split>_scores.parquet and metrics.json"
+    )
+    parser.add_argument(
+        "--split", action="append", choices=("valid", "test"), help="repeatable (default: test)"
+    )
+    parser.add_argument("--method", help="row name (default: the run's)")
+    args = parser.parse_args(argv)
+    model_dir = args.run / MODEL_DIR if (args.run / MODEL_DIR / "config.json").is_file() else args.run
+    if not (model_dir / "config.json").is_file():
+        parser.error(f"{args.run}: no saved model (config.json) there or in {args.run / MODEL_DIR}")
+    try:
+        config = ExperimentConfig.from_yaml(args.config)
+    except (OSError, ValueError, TypeError, yaml.YAMLError) as err:
+        parser.error(str(err))
+    splits = tuple(args.split or ("test",))
+    start = time.perf_counter()
+    metrics = evaluate_saved_model(model_dir, config, args.out, splits)
+    row = {
+        "method": args.method or run_name(model_dir.parent if model_dir != args.run else args.run),
+        "model": str(model_dir),
+        "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
+        "seconds": round(time.perf_counter() - start, 1),
+        "command": shlex.join(
+            ["python", "scripts/evaluate.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
+        "rows": {split: len(read_scores(args.out, split)) for split in splits},
+        **{split: split_metrics(metrics[split], split) for split in splits},
+    }
+    write_text_atomically(args.out / "metrics.json", json.dumps({"row": row}, indent=2))
+    print(pd.DataFrame({split: row[split] for split in splits}).T.to_string(na_rep="–"))
+
+
+if __name__ == "__main__":
+    main()
