@@ -111,5 +111,8 @@ if [ -n "${FULL_TEST:-}" ]; then  # the same models on the whole test split (7,3
   scored=("$full"/*/test_scores.parquet)
   python scripts/compare_runs.py "${scored[@]%/test_scores.parquet}" --baseline "$full/cf-mf-bias" \
     --out results/ml1m_cpu_full_test_intervals.json
+  same_rows=("$full"/rows16384-bf16 "$full"/rows16384-bf16-lora-init "$full"/din-rows16384-bf16)  # CoLLM's stage-2 rows
+  python scripts/compare_runs.py "${same_rows[@]}" --baseline "$full/collm-rows16384-bf16" \
+    --out results/ml1m_cpu_full_test_vs_collm_intervals.json
 fi
 python scripts/update_readme.py
