@@ -55,9 +55,11 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     metrics = evaluate_saved_model(model_dir, config, args.out, splits)
     row = {
-        "method": args.method or run_name(model_dir.parent if model_dir != args.run else args.run),
+        "method": args.method or run_name(model_dir.parent),  # the run folder's row
         "model": str(model_dir),
-        "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
+        "device": torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"cpu ({os.cpu_count()} cores)",
         "seconds": round(time.perf_counter() - start, 1),
         "command": shlex.join(
             ["python", "scripts/evaluate.py", *(argv if argv is not None else sys.argv[1:])]

@@ -15,7 +15,7 @@ from datasets import Dataset
 from transformers import TrainingArguments
 from transformers.testing_utils import CaptureLogger
 
-from ccf_llm.evaluation.compare import compare_runs, read_scores
+from ccf_llm.evaluation.compare import compare_runs, read_scores, run_name
 from ccf_llm.main_job import run_main_job
 from ccf_llm.testing.make_tiny import tiny_model
 from ccf_llm.testing.tiny_run import tiny_run_settings, write_tiny_run_inputs
@@ -193,6 +193,8 @@ def test_evaluate_script_rescores_a_saved_model_as_its_run_did(
     assert row["method"] == summary["row"]["method"] and row["rows"] == {"test": len(original)}
     assert row["test"]["auc"] == pytest.approx(summary["row"]["test"]["auc"], abs=1e-4)
     assert compare_runs([tmp_path / "again"], baseline=out, n_resamples=50).index[0] == "tiny"
+    evaluate.main([str(out / "model"), "--config", str(config), "--out", str(tmp_path / "from_model")])
+    assert run_name(tmp_path / "from_model") == "tiny"  # the model folder's run names it
     with pytest.raises(SystemExit):  # not a run or model folder: a usage error naming it
         evaluate.main([str(tmp_path), "--config", str(config), "--out", str(tmp_path / "none")])
 

@@ -91,9 +91,8 @@ def intervals_table(intervals_file: str | Path) -> str:
     content = json.loads(Path(intervals_file).read_text())
     level = f"{content['confidence']:.0%}"
     columns = ["method", f"{content['split']} AUC", f"{level} interval"]
-    with_uauc = all(
-        "uauc" in row for row in content["rows"]
-    )  # files written before compare_runs had it lack it
+    # Files written before compare_runs reported UAUC lack it.
+    with_uauc = all("uauc" in row for row in content["rows"])
     if with_uauc:
         columns.append(f"{content['split']} UAUC")
     if content["baseline"]:
