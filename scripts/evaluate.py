@@ -5,8 +5,10 @@
 
 The CPU protocol (configs/ml1m-cpu.yaml) trains on recent rows and tests on a 2,000-row sample; with
 ``configs/ml1m.yaml`` this scores the same model on the whole test split, the rows the published numbers and the
-full-data CF rows use. The run's results row is left as it is; ``--out`` gets ``<split>_scores.parquet`` and a
-``metrics.json`` whose row names the model, the rows and the command.
+full-data CF rows use. RUN may also be one of the run's checkpoints (``RUN/stage2/checkpoint-N``, e.g. another
+than the one model selection kept); its prompts are those of the run's model folder. The run's results row is
+left as it is; ``--out`` gets ``<split>_scores.parquet`` and a ``metrics.json`` whose row names the model, the
+rows and the command.
 """
 
 from __future__ import annotations
@@ -28,12 +30,32 @@ from ccf_llm.evaluation import split_metrics
 from ccf_llm.evaluation.compare import read_scores, run_name
 from ccf_llm.training import ExperimentConfig
 from ccf_llm.training.run import MODEL_DIR, evaluate_saved_model
+from processing_ccf import PROCESSOR_FILE
+
+
+def saved_model(path: Path) -> tuple[Path, Path, str]:
+    """The weights folder, the prompts' (processor's) folder and the default row name of a run folder, its
+    model folder or one of its stage checkpoints (weights only: the prompts are the run's model folder's)."""
+    if (path / MODEL_DIR / "config.json").is_file():
+        path = path / MODEL_DIR
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: no saved model (config.json) there or in {path / MODEL_DIR}")
+    if (path / PROCESSOR_FILE).is_file():
+        return path, path, run_name(path.parent)
+    run = path.parent.parent
+    if path.name.startswith("checkpoint-") and (run / MODEL_DIR / PROCESSOR_FILE).is_file():
+        return path, run / MODEL_DIR, f"{run_name(run)} [{path.parent.name}/{path.name}]"
+    raise FileNotFoundError(
+        f"{path}: no {PROCESSOR_FILE}, and not a checkpoint of a run whose {MODEL_DIR}/ folder has one"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "run", type=Path, help=f"a finished run folder (scripts/train.py) or its {MODEL_DIR}/ folder"
+        "run",
+        type=Path,
+        help=f"a finished run folder (scripts/train.py), its {MODEL_DIR}/ folder or a checkpoint of one of its stages",
     )
     parser.add_argument("--config", required=True, help="the config whose data and row samples to score")
     parser.add_argument(
@@ -44,18 +66,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--method", help="row name (default: the run's)")
     args = parser.parse_args(argv)
-    model_dir = args.run / MODEL_DIR if (args.run / MODEL_DIR / "config.json").is_file() else args.run
-    if not (model_dir / "config.json").is_file():
-        parser.error(f"{args.run}: no saved model (config.json) there or in {args.run / MODEL_DIR}")
+    try:
+        model_dir, processor_dir, name = saved_model(args.run)
+    except FileNotFoundError as err:
+        parser.error(str(err))
     try:
         config = ExperimentConfig.from_yaml(args.config)
     except (OSError, ValueError, TypeError, yaml.YAMLError) as err:
         parser.error(str(err))
     splits = tuple(args.split or ("test",))
     start = time.perf_counter()
-    metrics = evaluate_saved_model(model_dir, config, args.out, splits)
+    metrics = evaluate_saved_model(model_dir, config, args.out, splits, processor_dir)
     row = {
-        "method": args.method or run_name(model_dir.parent),  # the run folder's row
+        "method": args.method or name,
         "model": str(model_dir),
         "device": torch.cuda.get_device_name()
         if torch.cuda.is_available()

@@ -6,7 +6,8 @@
 # BF16=1 ALL_ROWS=1 also stage 2 on all train rows, BF16=1 STAGE1_ROWS=1 stage 1 on 8,192 rows,
 # BF16=1 DIN_CF=1 the 16,384-row stage 2 with DIN's tables instead of MF-bias's, BF16=1 LORA_INIT=1 stage 1 and
 # the 16,384-row stage 2 again with LoRA starting at B = 0. Last, bootstrap intervals of every finished run's test AUC;
-# FULL_TEST=1 also scores every finished run's model on the whole test split and compares those.
+# FULL_TEST=1 also scores every finished run's model (and the all-rows run's last checkpoint) on the whole test
+# split and compares those.
 set -euo pipefail
 mkdir -p outputs/ml1m-cpu
 cfg=configs/ml1m-cpu.yaml
@@ -104,6 +105,11 @@ if [ -n "${FULL_TEST:-}" ]; then  # the same models on the whole test split (7,3
     [ -f "$full/$name/metrics.json" ] || python scripts/evaluate.py "$run" --config configs/ml1m.yaml \
       --out "$full/$name" > "$full/$name.log" 2>&1
   done
+  last=outputs/ml1m-cpu/rows-all-bf16/stage2/checkpoint-4237  # the all-rows run's last step: its selection, on 512
+  if [ -d "$last" ] && [ ! -f "$full/rows-all-bf16-last/metrics.json" ]; then  # valid rows, kept step 2,538
+    python scripts/evaluate.py "$last" --config configs/ml1m.yaml --out "$full/rows-all-bf16-last" \
+      > "$full/rows-all-bf16-last.log" 2>&1
+  fi
   for cf in mf_bias din; do
     python scripts/score_cf.py --cf-dir "outputs/cf/ml1m/$cf" --config configs/ml1m.yaml --no-results \
       --out "$full/cf-${cf/_/-}"

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
+
+from ccf_llm.evaluation.compare import write_scores
 
 
 def _finished_run(folder: Path, method: str, gates: dict) -> None:
@@ -16,7 +17,8 @@ def _finished_run(folder: Path, method: str, gates: dict) -> None:
     (folder / "stage1").mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps({"row": {"method": method}}))
     rng = np.random.default_rng(0)
-    pd.DataFrame({"label": [0, 1] * 20, "score": rng.random(40)}).to_parquet(folder / "test_scores.parquet")
+    rows = {"uid": np.arange(40) // 4, "label": [0, 1] * 20, "not_cold": [True] * 40}
+    write_scores(folder, "test", rows, rng.random(40))
     log = [{"step": 1, "loss": 0.7}, {"step": 2, "loss": 0.6, "eval_auc": 0.55}]
     (folder / "stage1" / "trainer_state.json").write_text(json.dumps({"log_history": log}))
     (folder / "gates.json").write_text(json.dumps(gates))

@@ -195,8 +195,15 @@ def test_evaluate_script_rescores_a_saved_model_as_its_run_did(
     assert compare_runs([tmp_path / "again"], baseline=out, n_resamples=50).index[0] == "tiny"
     evaluate.main([str(out / "model"), "--config", str(config), "--out", str(tmp_path / "from_model")])
     assert run_name(tmp_path / "from_model") == "tiny"  # the model folder's run names it
-    with pytest.raises(SystemExit):  # not a run or model folder: a usage error naming it
-        evaluate.main([str(tmp_path), "--config", str(config), "--out", str(tmp_path / "none")])
+    # A stage checkpoint (weights only) takes the run's prompts: the one selection kept scores as the run did.
+    state = json.loads((out / "stage2" / "trainer_state.json").read_text())
+    best = out / "stage2" / Path(state["best_model_checkpoint"]).name
+    evaluate.main([str(best), "--config", str(config), "--out", str(tmp_path / "checkpoint")])
+    assert np.abs(read_scores(tmp_path / "checkpoint")["score"] - original["score"]).max() < 1e-4
+    assert run_name(tmp_path / "checkpoint") == f"tiny [stage2/{best.name}]"
+    for not_a_model in (tmp_path, out / "stage2"):  # a usage error naming it
+        with pytest.raises(SystemExit):
+            evaluate.main([str(not_a_model), "--config", str(config), "--out", str(tmp_path / "none")])
 
 
 def test_evaluation_during_training_pairs_scores_with_their_users(finished: tuple[Path, dict]) -> None:

@@ -10,15 +10,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 from sklearn.metrics import roc_auc_score, roc_curve
+
+from .compare import read_scores
 
 
 def plot_roc(runs: dict[str, Path], out: Path) -> Path:
     """ROC of each run's test scores (``<run>/test_scores.parquet``)."""
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, run in runs.items():
-        scores = pd.read_parquet(run / "test_scores.parquet")
+        scores = read_scores(run, "test")
         fpr, tpr, _ = roc_curve(scores["label"], scores["score"])
         ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(scores['label'], scores['score']):.4f})")
     ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)

@@ -110,14 +110,19 @@ def score_splits(
 
 
 def evaluate_saved_model(
-    model_dir: str | Path, config: ExperimentConfig, out: str | Path, splits: tuple[str, ...] = ("test",)
+    model_dir: str | Path,
+    config: ExperimentConfig,
+    out: str | Path,
+    splits: tuple[str, ...] = ("test",),
+    processor_dir: str | Path | None = None,
 ) -> dict[str, dict]:
     """Score a saved model folder on the config's rows of ``splits``: e.g. a CPU-protocol model, trained and
-    tested on samples, on the whole test split (``configs/ml1m.yaml``). Prompts follow the folder's processor."""
+    tested on samples, on the whole test split (``configs/ml1m.yaml``). Prompts follow the processor saved in
+    ``processor_dir`` (default: the model folder; a stage checkpoint has none, its run's model folder has)."""
     data = subsample(config, load_named(config.data, config.data_dir))
     # As trained: fp32 weights under bf16 autocast.
     model = CCFLLMForCTR.from_pretrained(model_dir, dtype=torch.float32)
-    processor = CCFLLMProcessor.from_pretrained(model_dir)
+    processor = CCFLLMProcessor.from_pretrained(processor_dir or model_dir)
     rows = {
         split: encode_dataset(data.splits[split], processor, desc=f"tokenizing {split}") for split in splits
     }
