@@ -120,5 +120,8 @@ if [ -n "${FULL_TEST:-}" ]; then  # the same models on the whole test split (7,3
   same_rows=("$full"/rows16384-bf16 "$full"/rows16384-bf16-lora-init "$full"/din-rows16384-bf16)  # CoLLM's stage-2 rows
   python scripts/compare_runs.py "${same_rows[@]}" --baseline "$full/collm-rows16384-bf16" \
     --out results/ml1m_cpu_full_test_vs_collm_intervals.json
+  more_rows=("$full"/rows8192-bf16 "$full"/rows-all-bf16 "$full"/rows-all-bf16-last)  # stage 2 on fewer / more rows
+  python scripts/compare_runs.py "${more_rows[@]}" --baseline "$full/rows16384-bf16" \
+    --out results/ml1m_cpu_full_test_vs_16384_intervals.json
 fi
 python scripts/update_readme.py
