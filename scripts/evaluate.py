@@ -6,7 +6,8 @@
 The CPU protocol (configs/ml1m-cpu.yaml) trains on recent rows and tests on a 2,000-row sample; with
 ``configs/ml1m.yaml`` this scores the same model on the whole test split, the rows the published numbers and the
 full-data CF rows use. RUN may also be one of the run's checkpoints (``RUN/stage2/checkpoint-N``, e.g. another
-than the one model selection kept); its prompts are those of the run's model folder. The run's results row is
+than the one model selection kept); its prompts are those of the run's model folder, i.e. the last stage's
+(a stage-1 checkpoint of a hybrid run is scored on hybrid prompts too). The run's results row is
 left as it is; ``--out`` gets ``<split>_scores.parquet`` and a ``metrics.json`` whose row names the model, the
 rows and the command.
 """
