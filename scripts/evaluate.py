@@ -16,21 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 import yaml
 
 from ccf_llm.atomic import write_text_atomically
 from ccf_llm.evaluation import split_metrics
 from ccf_llm.evaluation.compare import read_scores, run_name
 from ccf_llm.training import ExperimentConfig
-from ccf_llm.training.run import MODEL_DIR, evaluate_saved_model
+from ccf_llm.training.run import MODEL_DIR, device_label, evaluate_saved_model
 from processing_ccf import PROCESSOR_FILE
 
 
@@ -81,9 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     row = {
         "method": args.method or name,
         "model": str(model_dir),
-        "device": torch.cuda.get_device_name()
-        if torch.cuda.is_available()
-        else f"cpu ({os.cpu_count()} cores)",
+        "device": device_label(),
         "seconds": round(time.perf_counter() - start, 1),
         "command": shlex.join(
             ["python", "scripts/evaluate.py", *(argv if argv is not None else sys.argv[1:])]

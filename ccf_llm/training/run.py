@@ -109,6 +109,14 @@ def score_splits(
     return metrics
 
 
+def device_label(bf16: bool = False) -> str:
+    """A results row's device: the GPU's name, or the CPU's cores (and bf16, whose CPU default depends on the
+    machine, so a training row records it)."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"cpu ({os.cpu_count()} cores{', bf16' if bf16 else ''})"
+
+
 def evaluate_saved_model(
     model_dir: str | Path,
     config: ExperimentConfig,
@@ -204,19 +212,13 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
         model.save_pretrained(out / MODEL_DIR)
         processor.save_pretrained(out / MODEL_DIR)
     process_seconds = clock.process_seconds()  # more than one entry when the run was resumed
-    cpu_precision = ", bf16" if bf16 else ""  # rows record it: the CPU default depends on the machine
-    device = (
-        torch.cuda.get_device_name()
-        if torch.cuda.is_available()
-        else f"cpu ({os.cpu_count()} cores{cpu_precision})"
-    )
     row = {
         "method": config.method,
         "backbone": Path(config.backbone).name if config.backbone else "SmolLM2-135M-Instruct",
         "fusion": config.fusion,
         "cf": cf_name,
         "train_rows": len(data.splits["train"]) if stages else 0,  # 0: nothing trained (zero-shot)
-        "device": device,
+        "device": device_label(bf16),
         "seconds": round(sum(process_seconds), 1),
         "command": command,
         "valid": split_metrics(metrics["valid"], "valid"),
