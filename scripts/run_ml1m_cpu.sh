@@ -67,9 +67,9 @@ if [ -n "${BF16:-}" ]; then  # a CPU with AMX: bf16 trains ~2x faster; its own s
       --fusion text_only --resume --method "$method" --output-dir outputs/ml1m-cpu/tallrec-rows8192-bf16 \
       >> outputs/ml1m-cpu/tallrec-rows8192-bf16.log 2>&1
     methods+=(--method "$method")
-    method="CCF-LLM (stage 1 on 8,192 rows, stage 2 on 16,384, bf16) (cpu-subsample)"
+    method="CCF-LLM (stage 1 on 8,192 rows, stage 2 on 16,384, bf16) (cpu-subsample)"  # as the 16,384-row row
     STAGE1=outputs/ml1m-cpu/tallrec-rows8192-bf16 stage2_bf16 stage1-rows8192-bf16 --set max_train_rows=16384 \
-      --method "$method"  # as the 16,384-row row but for its stage 1 (one eval at the end: fits one 3 h session)
+      --set stage2.evals_per_epoch=2 --resume --method "$method"  # but for its stage 1, plus a halfway eval to resume
     methods+=(--method "$method")
   fi
   if [ -n "${DIN_CF:-}" ]; then  # as the 16,384-row row but for the CF tables, plus a halfway eval so it can resume (~2 h)

@@ -20,7 +20,7 @@ from ccf_llm.main_job import run_main_job
 from ccf_llm.testing.make_tiny import tiny_model
 from ccf_llm.testing.tiny_run import tiny_run_settings, write_tiny_run_inputs
 from ccf_llm.training import ExperimentConfig, run_experiment
-from ccf_llm.training.trainer import TRAINABLE_FILE, CTRTrainer, evaluation_order
+from ccf_llm.training.trainer import TRAINABLE_FILE, CTRTrainer, evaluation_order, make_collator
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +251,35 @@ def test_loading_a_checkpoint_does_not_report_tied_weights_as_missing(tmp_path: 
     with CaptureLogger(logger) as captured:
         trainer._issue_warnings_after_load(model.load_state_dict(state, strict=False))
     assert "missing keys in the checkpoint model loaded: ['fusion.alg.up.weight']" in captured.out
+
+
+def test_training_forwards_avoid_cudnn_attention_and_scoring_keeps_it(tmp_path: Path) -> None:
+    """cuDNN's SDPA backward returns NaN with masked rows (``training_sdpa_kernels``): training steps run their
+    forwards with that backend off, evaluation with the backends as they were."""
+    model, processor = tiny_model("llama", "gate")
+    prompts = [([1, 2], 3, 1, 1.0), ([4], 5, 2, 0.0)]
+    rows = [{**processor.encode(his, iid, uid), "label": label} for his, iid, uid, label in prompts]
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=2,
+        per_device_train_batch_size=2,
+        report_to=[],
+        save_strategy="no",
+        remove_unused_columns=False,
+    )
+    dataset = Dataset.from_list(rows)
+    trainer = CTRTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=make_collator(processor),
+    )
+    cudnn_allowed: list[tuple[bool, bool]] = []
+    model.backbone.base_model.register_forward_pre_hook(
+        lambda *_: cudnn_allowed.append((model.training, torch.backends.cuda.cudnn_sdp_enabled()))
+    )
+    trainer.train()
+    trainer.predict(dataset)
+    assert cudnn_allowed[:2] == [(True, False)] * 2
+    assert cudnn_allowed[2:] and all(not training and allowed for training, allowed in cudnn_allowed[2:])
+    assert torch.backends.cuda.cudnn_sdp_enabled()
