@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import ModelOutput
 
@@ -90,6 +91,10 @@ class CrossModalFusion(nn.Module):
         return torch.where(known.unsqueeze(-1), fused, text), gate
 
 
+# Backward passes run SDPA without cuDNN, the H100/H200 default since torch 2.11: its backward returns NaN query
+# gradients when a mask is passed and a query row attends to nothing (pytorch/pytorch#196678), as the padding rows
+# of a left-padded batch do; likely why our left-padded H100 benchmark steps went non-finite (unconfirmed on a GPU).
+TRAINING_SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 CPU_SUFFIX_CHUNK = 16  # suffix rows per call on CPU (see ``CCFLLMForCTR.score_shared_prefixes``)
 
 
@@ -281,9 +286,14 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
             attention_mask = torch.ones_like(input_ids)
         # Positions count real tokens only, so left padding and batching do not change a row's score.
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        hidden = self.backbone.base_model(
-            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-        ).last_hidden_state
+        training = self.training and torch.is_grad_enabled()
+        with sdpa_kernel(TRAINING_SDPA_BACKENDS) if training else contextlib.nullcontext():
+            hidden = self.backbone.base_model(
+                inputs_embeds=embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=False,
+            ).last_hidden_state
         last = last_token_index(attention_mask)
         logits = self.score(hidden[torch.arange(hidden.shape[0], device=hidden.device), last]).float()
         loss = None

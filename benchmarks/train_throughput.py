@@ -12,14 +12,12 @@ Variants run interleaved, one step each per round, so load from other processes 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Callable
 
 import torch
 
 from benchmarks import common
-from ccf_llm.build import training_sdpa_kernels
 
 set_trainable = common.import_stages().set_trainable
 
@@ -27,14 +25,11 @@ TARGET = {"cuda": 3.0, "cpu": 1.5}
 
 
 def ours_step(model: torch.nn.Module, stage: str, amp: bool) -> Callable[[dict], torch.Tensor]:
-    """One optimizer step of ``stage`` (set_trainable is cheap, so stages can share one model), on the SDPA
-    backends our training uses (``training_sdpa_kernels``: no cuDNN, whose backward went NaN here)."""
+    """One optimizer step of ``stage`` (set_trainable is cheap, so stages can share one model)."""
     inner = getattr(model, "_orig_mod", model)  # a torch.compile'd model's own module
     set_trainable(inner, stage)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
-    return training_step(
-        model, optimizer, amp, before=lambda: set_trainable(inner, stage), kernels=training_sdpa_kernels
-    )
+    return training_step(model, optimizer, amp, before=lambda: set_trainable(inner, stage))
 
 
 def plain_step(model: torch.nn.Module, amp: bool) -> Callable[[dict], torch.Tensor]:
@@ -47,14 +42,12 @@ def training_step(
     optimizer: torch.optim.Optimizer,
     amp: bool,
     before: Callable[[], object] = lambda: None,
-    kernels: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> Callable[[dict], torch.Tensor]:
-    """One optimizer step on a batch, returning its loss; ``before`` runs first (ours re-selects its stage),
-    ``kernels`` gives the forward's attention-backend context (plain: HF's defaults)."""
+    """One optimizer step on a batch, returning its loss; ``before`` runs first (ours re-selects its stage)."""
 
     def step(batch: dict) -> torch.Tensor:
         before()
-        with common.autocast(amp), kernels():
+        with common.autocast(amp):
             loss = model(**batch).loss
         loss.backward()
         optimizer.step()

@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -57,15 +56,6 @@ def preferred_attention(training: bool = True) -> str:
     (``benchmarks/train_throughput.py --levers``; fp32 training ran even), while scoring without gradients
     ran 1-6% faster with SDPA (``benchmarks/eval_throughput.py``)."""
     return "eager" if training and not torch.cuda.is_available() else "sdpa"
-
-
-def training_sdpa_kernels() -> contextlib.AbstractContextManager:
-    """SDPA backends for a training forward: all but cuDNN. cuDNN, the default on H100/H200 since torch 2.11,
-    returns NaN query gradients when a mask is passed and a query row attends to nothing (pytorch/pytorch#196678,
-    huggingface/trl#7181), as the padding rows of a left-padded batch do: the likely cause of the non-finite
-    losses of our left-padded variants in the H100 runs of ``benchmarks/train_throughput.py`` (the right-padded
-    plain loop stayed finite), unconfirmed until a GPU run. Forwards without gradients keep every backend."""
-    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 def gguf_cache_dir(gguf: Path) -> Path:

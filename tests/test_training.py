@@ -254,7 +254,7 @@ def test_loading_a_checkpoint_does_not_report_tied_weights_as_missing(tmp_path: 
 
 
 def test_training_forwards_avoid_cudnn_attention_and_scoring_keeps_it(tmp_path: Path) -> None:
-    """cuDNN's SDPA backward returns NaN with masked rows (``training_sdpa_kernels``): training steps run their
+    """cuDNN's SDPA backward returns NaN with masked rows (``TRAINING_SDPA_BACKENDS``): training steps run their
     forwards with that backend off, evaluation with the backends as they were."""
     model, processor = tiny_model("llama", "gate")
     prompts = [([1, 2], 3, 1, 1.0), ([4], 5, 2, 0.0)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -21,7 +20,6 @@ from modeling_ccf import CCFLLMForCTR
 from processing_ccf import CCFLLMProcessor
 
 from ..atomic import replaced_atomically, write_text_atomically
-from ..build import training_sdpa_kernels
 from ..metrics import ctr_metrics
 from .config import StageConfig
 from .stages import set_trainable
@@ -126,13 +124,6 @@ class CTRTrainer(Trainer):
         if labels is not None:
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
         return (loss, None, None) if prediction_loss_only else (loss, logits, labels)
-
-    def compute_loss_context_manager(self) -> contextlib.ExitStack:
-        """Training forwards also run without cuDNN attention (``training_sdpa_kernels``: NaN gradients)."""
-        stack = super().compute_loss_context_manager()
-        if self.model.training:
-            stack.enter_context(training_sdpa_kernels())
-        return stack
 
     def _issue_warnings_after_load(self, load_result) -> None:
         """Tied weights (SmolLM2's output head is its input embeddings) are saved once: not missing."""
