@@ -2,6 +2,7 @@
 # The ML-1M results table on one GPU: TALLRec (= stage 1, text-only LoRA) first, then every stage-2 row
 # (CCF-LLM, CoLLM, then the ablations) from that LoRA, MAX_PARALLEL at a time on the same GPU (a 135M
 # model leaves most of an H100 idle; each run holds ~14 GB at batch 64, estimated from a CPU probe).
+# The MF tables the runs read are trained first where missing (scripts/cf_tables.sh).
 # Each run upserts its row into results/ml1m.json; logs and run folders in $ML1M_OUT (default outputs/ml1m).
 #
 # Usage: bash scripts/run_ml1m.sh
@@ -30,6 +31,7 @@ run() {  # run NAME FLAGS...: one scripts/train.py run, logged to $out/NAME.log,
   return $status
 }
 
+bash scripts/cf_tables.sh mf_bias mf || exit 1  # MF-bias: every run with CF reads it (cf_dir); MF: an ablation
 if ! run tallrec --fusion text_only --method TALLRec; then
   tail -20 "$out/tallrec.log"
   extra+=(--set bf16=false)
