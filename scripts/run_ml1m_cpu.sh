@@ -2,15 +2,16 @@
 # The ML-1M rows under the CPU protocol (configs/ml1m-cpu.yaml), one run at a time: TALLRec first (its
 # LoRA is stage 1 of every other row but the joint one), then CCF-LLM, CoLLM and the ablations (~30 min
 # each on 2 cores, ~70 min for the 4,096-row ones; MAIN_ONLY=1 skips the ablations). Logs in
-# outputs/ml1m-cpu/; each run upserts its row into results/ml1m.json. BF16=1 adds the bf16 rows (AMX CPUs),
-# BF16=1 ALL_ROWS=1 also stage 2 on all train rows, BF16=1 STAGE1_ROWS=1 stage 1 on 8,192 rows,
-# BF16=1 DIN_CF=1 the 16,384-row stage 2 with DIN's tables instead of MF-bias's, BF16=1 LORA_INIT=1 stage 1 and
-# the 16,384-row stage 2 again with LoRA starting at B = 0. Last, bootstrap intervals of every finished run's test AUC;
-# FULL_TEST=1 also scores every finished run's model (and the all-rows run's last checkpoint) on the whole test
-# split and compares those.
+# outputs/ml1m-cpu/; each run upserts its row into results/ml1m.json; missing MF tables are trained first.
+# BF16=1 adds the bf16 rows (AMX CPUs), BF16=1 ALL_ROWS=1 also stage 2 on all train rows, BF16=1 STAGE1_ROWS=1
+# stage 1 on 8,192 rows, BF16=1 DIN_CF=1 the 16,384-row stage 2 with DIN's tables instead of MF-bias's,
+# BF16=1 LORA_INIT=1 stage 1 and the 16,384-row stage 2 again with LoRA starting at B = 0, BF16=1 SEEDS=1 stage 2
+# with four training seeds. Last, bootstrap intervals of every finished run's test AUC; FULL_TEST=1 also scores
+# every finished run's model (and the all-rows run's last checkpoint) on the whole test split and compares those.
 set -euo pipefail
 mkdir -p outputs/ml1m-cpu
 cfg=configs/ml1m-cpu.yaml
+bash scripts/cf_tables.sh mf_bias mf  # MF-bias: every run with CF reads it (cf_dir); MF: an ablation
 python scripts/train.py --config "$cfg" --fusion text_only --method "TALLRec (cpu-subsample)" \
   --output-dir outputs/ml1m-cpu/tallrec > outputs/ml1m-cpu/tallrec.log 2>&1
 stage2() {
@@ -18,7 +19,7 @@ stage2() {
   python scripts/train.py --config "$cfg" --init-from outputs/ml1m-cpu/tallrec \
     --output-dir "outputs/ml1m-cpu/$name" "$@" > "outputs/ml1m-cpu/$name.log" 2>&1
 }
-stage2 ccf-llm  # also trains the MF-bias tables when outputs/cf/ml1m/mf_bias lacks them; next, their own model on the same rows
+stage2 ccf-llm  # next, the MF-bias model itself on the same rows
 python scripts/score_cf.py --cf-dir outputs/cf/ml1m/mf_bias --config "$cfg" --out outputs/cf/ml1m/mf_bias/cpu-subsample-rows
 cf_runs=()  # CF models scored on the same rows, compared beside the LLM runs at the end
 stage2 collm --fusion cf_only --method "CoLLM (cpu-subsample)"
@@ -90,6 +91,15 @@ if [ -n "${BF16:-}" ]; then  # a CPU with AMX: bf16 trains ~2x faster; its own s
     STAGE1=outputs/ml1m-cpu/tallrec-bf16-lora-init stage2_bf16 rows16384-bf16-lora-init --set max_train_rows=16384 \
       --set stage2.evals_per_epoch=2 --resume --method "$method"
     methods+=(--method "$method")
+  fi
+  if [ -n "${SEEDS:-}" ]; then  # how far a row moves with the training seed alone: stage 2 on 1,024 rows from the
+    for seed in 42 43 44 45; do  # same stage 1 with four seeds, scored on the same rows (sample_seed); ~12 min each
+      method="CCF-LLM (bf16, seed $seed) (cpu-subsample)"
+      stage2_bf16 "seed$seed-bf16" --set seed=$seed --method "$method"
+      methods+=(--method "$method")
+    done
+    python scripts/compare_runs.py outputs/ml1m-cpu/seed4{3,4,5}-bf16 --baseline outputs/ml1m-cpu/seed42-bf16 \
+      --out results/ml1m_cpu_seed_intervals.json
   fi
   python scripts/make_plots.py outputs/ml1m-cpu --prefix ml1m_cpu_ "${methods[@]}"
 fi

@@ -18,8 +18,9 @@ from transformers.testing_utils import CaptureLogger
 from ccf_llm.evaluation.compare import compare_runs, read_scores, run_name
 from ccf_llm.main_job import run_main_job
 from ccf_llm.testing.make_tiny import tiny_model
-from ccf_llm.testing.tiny_run import tiny_run_settings, write_tiny_run_inputs
+from ccf_llm.testing.tiny_run import tiny_ctr_data, tiny_run_settings, write_tiny_run_inputs
 from ccf_llm.training import ExperimentConfig, run_experiment
+from ccf_llm.training.run import subsample
 from ccf_llm.training.trainer import TRAINABLE_FILE, CTRTrainer, evaluation_order, make_collator
 
 
@@ -234,6 +235,26 @@ def test_evaluation_order_puts_the_rows_of_one_prompt_prefix_together() -> None:
     assert len(runs) == len(set(prefixes)) == 3, prefixes
     prefix_lengths = [rows[i]["title_index"].index(0) for i in order]
     assert prefix_lengths == sorted(prefix_lengths)
+
+
+def test_cpu_protocol_samples_do_not_depend_on_the_training_seed() -> None:
+    """Runs that differ in ``seed`` alone must score the same valid/test rows, or their AUCs are not comparable."""
+    data = tiny_ctr_data({"train": 40, "valid": 40, "test": 40})
+    limits = {"max_train_rows": 16, "max_valid_rows": 10, "max_test_rows": 10}
+
+    def rows(**settings) -> dict[str, list]:
+        splits = subsample(ExperimentConfig(**limits, **settings), data).splits
+        return {
+            name: split.select_columns(["uid", "iid", "timestamp"]).to_list()
+            for name, split in splits.items()
+        }
+
+    first = rows(seed=1)
+    assert {name: len(split) for name, split in first.items()} == {"train": 16, "valid": 10, "test": 10}
+    assert rows(seed=2) == first
+    other_sample = rows(seed=1, sample_seed=7)
+    assert other_sample["train"] == first["train"]  # the most recent rows, whatever the seeds
+    assert other_sample["valid"] != first["valid"] and other_sample["test"] != first["test"]
 
 
 def test_loading_a_checkpoint_does_not_report_tied_weights_as_missing(tmp_path: Path) -> None:

@@ -52,6 +52,7 @@ class ExperimentConfig:
     max_train_rows: int | None = None  # keep the most recent rows of train (CPU protocol); None = all
     max_valid_rows: int | None = None  # a fixed random sample of valid (CPU protocol); None = all
     max_test_rows: int | None = None  # a fixed random sample of test (smoke runs); None = all
+    sample_seed: int = 42  # draws those samples; not `seed`, so runs of any seed score the same rows
     schedule: str = "two_stage"  # two_stage | joint
     stage2_tunes_lora: bool = False
     init_from: str | None = None  # a finished run whose stage-1 LoRA replaces stage 1

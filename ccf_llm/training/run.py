@@ -38,7 +38,7 @@ def subsample(config: ExperimentConfig, data: CTRData) -> CTRData:
         splits["train"] = train.select(range(len(train) - config.max_train_rows, len(train)))
     for name, limit in (("valid", config.max_valid_rows), ("test", config.max_test_rows)):
         if limit and len(splits[name]) > limit:  # a fixed random sample, so every user can appear
-            splits[name] = splits[name].shuffle(seed=config.seed).select(range(limit))
+            splits[name] = splits[name].shuffle(seed=config.sample_seed).select(range(limit))
     return CTRData(DatasetDict(splits), data.items, data.users, data.name, data.info)
 
 
