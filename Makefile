@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-demo: setup  ## the main job on the embedded default (ml-100k, SmolLM2-135M), ~18 min on 2 CPU cores with the install
+demo: setup  ## the main job on the embedded default (ml-100k, SmolLM2-135M), 10-18 min on 2 CPU cores with the install
 	$(PY) scripts/main.py
 
 test: setup  ## lint + the whole test suite

@@ -4,14 +4,15 @@
 # in one call, with what is worth keeping copied to $OUT. That machine has torch, transformers, peft and
 # accelerate but not this package or the embedded model, and reaches nothing outside.
 #
-#   bash scripts/gpu_session.sh pack   here: packs SmolLM2 + the missing wheels (../shared/tools/device-pack),
-#                                      the ML-1M split and the CF tables the runs read; prints the device calls
+#   bash scripts/gpu_session.sh pack   here (.venv active): packs SmolLM2 + the missing wheels
+#                                      (../shared/tools/device-pack), the ML-1M split and the CF tables the
+#                                      runs read; prints the device calls
 #   bash scripts/gpu_session.sh run    there, in the last of those calls
 #   bash scripts/gpu_session.sh fetch DIR   here, after it: the rows and run files from DIR (the call's files)
 #                                      into results/ml1m.json, outputs/ml1m/ and benchmarks/results/
 #
-# run's options: ML1M_SECONDS (deadline of the ML-1M runs, default 330), BENCH_SECONDS (of the benchmarks,
-# default 190), MAIN_ONLY=1 (TALLRec, CCF-LLM and CoLLM only), MAX_PARALLEL and MIN_LEFT (run_ml1m.sh's).
+# run's options: ML1M_SECONDS (deadline of the ML-1M runs, default 400), BENCH_SECONDS (of the benchmarks,
+# default 150), MAIN_ONLY=1 (TALLRec, CCF-LLM and CoLLM only), MAX_PARALLEL and MIN_LEFT (run_ml1m.sh's).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 keep=(metrics.json test_scores.parquet valid_scores.parquet gates.json stage{1,2}/trainer_state.json
@@ -46,7 +47,7 @@ run() {
   local out=${OUT:-outputs/gpu-session}
   mkdir -p "$out"
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpu.txt"
-  DEADLINE=${ML1M_SECONDS:-330} MAX_PARALLEL=${MAX_PARALLEL:-4} MIN_LEFT=${MIN_LEFT:-150} \
+  DEADLINE=${ML1M_SECONDS:-400} MAX_PARALLEL=${MAX_PARALLEL:-4} MIN_LEFT=${MIN_LEFT:-150} \
     bash scripts/run_ml1m.sh 2>&1 | tee "$out/run_ml1m.log"
   cp results/ml1m.json "$out/"
   for dir in outputs/ml1m/*/; do
@@ -55,7 +56,7 @@ run() {
     done
   done
   mkdir -p "$out/outputs/ml1m" && cp outputs/ml1m/*.log "$out/outputs/ml1m/"
-  timeout "${BENCH_SECONDS:-190}" bash benchmarks/run_gpu.sh 2>&1 | tee "$out/run_gpu.log"
+  timeout "${BENCH_SECONDS:-150}" bash benchmarks/run_gpu.sh 2>&1 | tee "$out/run_gpu.log"
   # only the benchmark files this session wrote: the committed ones are older than gpu.txt
   find benchmarks/results -type f -newer "$out/gpu.txt" -exec cp --parents {} "$out/" \;
   return 0
