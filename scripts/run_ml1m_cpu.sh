@@ -6,7 +6,7 @@
 # BF16=1 adds the bf16 rows (AMX CPUs), BF16=1 ALL_ROWS=1 also stage 2 on all train rows, BF16=1 STAGE1_ROWS=1
 # stage 1 on 8,192 rows, BF16=1 DIN_CF=1 the 16,384-row stage 2 with DIN's tables instead of MF-bias's,
 # BF16=1 LORA_INIT=1 stage 1 and the 16,384-row stage 2 again with LoRA starting at B = 0, BF16=1 SEEDS=1 stage 2
-# with four training seeds. Last, bootstrap intervals of every finished run's test AUC; FULL_TEST=1 also scores
+# with six training seeds. Last, bootstrap intervals of every finished run's test AUC; FULL_TEST=1 also scores
 # every finished run's model (and the all-rows run's last checkpoint) on the whole test split and compares those.
 set -euo pipefail
 mkdir -p outputs/ml1m-cpu
@@ -93,12 +93,12 @@ if [ -n "${BF16:-}" ]; then  # a CPU with AMX: bf16 trains ~2x faster; its own s
     methods+=(--method "$method")
   fi
   if [ -n "${SEEDS:-}" ]; then  # how far a row moves with the training seed alone: stage 2 on 1,024 rows from the
-    for seed in 42 43 44 45; do  # same stage 1 with four seeds, scored on the same rows (sample_seed); ~12 min each
+    for seed in 42 43 44 45 46 47; do  # same stage 1 with six seeds, scored on the same rows (sample_seed); ~15 min each
       method="CCF-LLM (bf16, seed $seed) (cpu-subsample)"
       stage2_bf16 "seed$seed-bf16" --set seed=$seed --method "$method"
       methods+=(--method "$method")
     done
-    python scripts/compare_runs.py outputs/ml1m-cpu/seed4{3,4,5}-bf16 --baseline outputs/ml1m-cpu/seed42-bf16 \
+    python scripts/compare_runs.py outputs/ml1m-cpu/seed4{3,4,5,6,7}-bf16 --baseline outputs/ml1m-cpu/seed42-bf16 \
       --out results/ml1m_cpu_seed_intervals.json
   fi
   python scripts/make_plots.py outputs/ml1m-cpu --prefix ml1m_cpu_ "${methods[@]}"
