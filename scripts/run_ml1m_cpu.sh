@@ -97,8 +97,9 @@ if [ -n "${BF16:-}" ]; then  # a CPU with AMX: bf16 trains ~2x faster; its own s
       method="CCF-LLM (bf16, seed $seed) (cpu-subsample)"
       stage2_bf16 "seed$seed-bf16" --set seed=$seed --method "$method"
       methods+=(--method "$method")
+      seed_runs+=("outputs/ml1m-cpu/seed$seed-bf16")
     done
-    python scripts/compare_runs.py outputs/ml1m-cpu/seed4{3,4,5,6,7}-bf16 --baseline outputs/ml1m-cpu/seed42-bf16 \
+    python scripts/compare_runs.py "${seed_runs[@]:1}" --baseline "${seed_runs[0]}" \
       --out results/ml1m_cpu_seed_intervals.json
   fi
   python scripts/make_plots.py outputs/ml1m-cpu --prefix ml1m_cpu_ "${methods[@]}"
