@@ -3,11 +3,12 @@
 # LoRA is stage 1 of every other row but the joint one), then CCF-LLM, CoLLM and the ablations (~30 min
 # each on 2 cores, ~70 min for the 4,096-row ones; MAIN_ONLY=1 skips the ablations). Logs in
 # outputs/ml1m-cpu/; each run upserts its row into results/ml1m.json; missing MF tables are trained first.
-# BF16=1 adds the bf16 rows (AMX CPUs), BF16=1 ALL_ROWS=1 also stage 2 on all train rows, BF16=1 STAGE1_ROWS=1
+# BF16=1 adds the bf16 rows (native-bf16 CPUs), BF16=1 ALL_ROWS=1 also stage 2 on all train rows, BF16=1 STAGE1_ROWS=1
 # stage 1 on 8,192 rows, BF16=1 DIN_CF=1 the 16,384-row stage 2 with DIN's tables instead of MF-bias's,
 # BF16=1 LORA_INIT=1 stage 1 and the 16,384-row stage 2 again with LoRA starting at B = 0, BF16=1 SEEDS=1 stage 2
-# with six training seeds. Last, bootstrap intervals of every finished run's test AUC; FULL_TEST=1 also scores
-# every finished run's model (and the all-rows run's last checkpoint) on the whole test split and compares those.
+# with six training seeds, BF16=1 HISTORY10=1 stage 2 on 8,192 rows with the 10 most recent liked titles (and with 5
+# under a second seed). Last, bootstrap intervals of every finished run's test AUC; FULL_TEST=1 also scores every
+# finished run's model (and the all-rows run's last checkpoint) on the whole test split and compares those.
 set -euo pipefail
 mkdir -p outputs/ml1m-cpu
 cfg=configs/ml1m-cpu.yaml
@@ -37,7 +38,7 @@ if [ -z "${MAIN_ONLY:-}" ]; then
   python scripts/train.py --config "$cfg" --set schedule=joint --method "CCF-LLM (one joint stage) (cpu-subsample)" \
     --output-dir outputs/ml1m-cpu/joint > outputs/ml1m-cpu/joint.log 2>&1
 fi
-if [ -n "${BF16:-}" ]; then  # a CPU with AMX: bf16 trains ~2x faster; its own stage 1, stage 2 on 8,192 and 16,384 rows, CoLLM on 16,384
+if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its own stage 1, stage 2 on 8,192 and 16,384 rows, CoLLM on 16,384
   python scripts/train.py --config "$cfg" --set bf16=true --fusion text_only --method "TALLRec (bf16) (cpu-subsample)" \
     --output-dir outputs/ml1m-cpu/tallrec-bf16 > outputs/ml1m-cpu/tallrec-bf16.log 2>&1
   python scripts/train.py --config "$cfg" --set bf16=true --fusion text_only --set stage1.epochs=0 \
@@ -101,6 +102,15 @@ if [ -n "${BF16:-}" ]; then  # a CPU with AMX: bf16 trains ~2x faster; its own s
     done
     python scripts/compare_runs.py "${seed_runs[@]:1}" --baseline "${seed_runs[0]}" \
       --out results/ml1m_cpu_seed_intervals.json
+  fi
+  if [ -n "${HISTORY10:-}" ]; then  # the full protocol's prompt, the 10 most recent liked titles (DESIGN.md) instead of 5,
+    method="CCF-LLM (stage 2 on 8,192 rows, 10 history titles, bf16) (cpu-subsample)"  # from the same stage 1 (~100 min)
+    stage2_bf16 rows8192-history10-bf16 --set max_train_rows=8192 --set max_history=10 --set max_length=256 \
+      --set stage2.evals_per_epoch=2 --resume --method "$method"
+    methods+=(--method "$method")
+    method="CCF-LLM (stage 2 on 8,192 rows, bf16, seed 43) (cpu-subsample)"  # and the 5-title run with another training
+    stage2_bf16 rows8192-seed43-bf16 --set max_train_rows=8192 --set seed=43 --method "$method"  # seed: the noise (~70 min)
+    methods+=(--method "$method")
   fi
   python scripts/make_plots.py outputs/ml1m-cpu --prefix ml1m_cpu_ "${methods[@]}"
 fi
