@@ -7,7 +7,7 @@
 # stage 1 on 8,192 rows, BF16=1 DIN_CF=1 the 16,384-row stage 2 with DIN's tables instead of MF-bias's,
 # BF16=1 LORA_INIT=1 stage 1 and the 16,384-row stage 2 again with LoRA starting at B = 0, BF16=1 SEEDS=1 stage 2
 # with six training seeds, BF16=1 HISTORY10=1 stage 2 on 8,192 rows with the 10 most recent liked titles (and with 5
-# from the same stage 1). Last, bootstrap intervals of every finished run's test AUC; FULL_TEST=1 also scores every
+# under two seeds). Last, bootstrap intervals of every finished run's test AUC; FULL_TEST=1 also scores every
 # finished run's model (and the all-rows run's last checkpoint) on the whole test split and compares those.
 set -euo pipefail
 mkdir -p outputs/ml1m-cpu
@@ -108,10 +108,14 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     stage2_bf16 rows8192-history10-bf16 --set max_train_rows=8192 --set max_history=10 --set max_length=256 \
       --set stage2.evals_per_epoch=2 --resume --method "$method"
     methods+=(--method "$method")
-    method="CCF-LLM (stage 2 on 8,192 rows, bf16, LoRA B = 0 at start, seed 42) (cpu-subsample)"  # with 5 titles, as the
-    stage2_bf16 rows8192-bf16-lora-init-seed42 --set max_train_rows=8192 --set seed=42 \
-      --set stage2.evals_per_epoch=2 --resume --method "$method"  # 8,192-row row but from this stage 1 (B = 0; ~65 min)
-    methods+=(--method "$method")
+    for seed in 42 43; do  # with 5 titles as the 8,192-row row but from this stage 1 (B = 0), under two seeds (~60 min each)
+      method="CCF-LLM (stage 2 on 8,192 rows, bf16, LoRA B = 0 at start, seed $seed) (cpu-subsample)"
+      stage2_bf16 "rows8192-bf16-lora-init-seed$seed" --set max_train_rows=8192 --set seed=$seed \
+        --set stage2.evals_per_epoch=2 --resume --method "$method"
+      methods+=(--method "$method")
+    done
+    python scripts/compare_runs.py outputs/ml1m-cpu/rows8192-bf16-lora-init-seed43 \
+      --baseline outputs/ml1m-cpu/rows8192-bf16-lora-init-seed42 --out results/ml1m_cpu_rows8192_seed_intervals.json
   fi
   python scripts/make_plots.py outputs/ml1m-cpu --prefix ml1m_cpu_ "${methods[@]}"
 fi
