@@ -108,14 +108,16 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     stage2_bf16 rows8192-history10-bf16 --set max_train_rows=8192 --set max_history=10 --set max_length=256 \
       --set stage2.evals_per_epoch=2 --resume --method "$method"
     methods+=(--method "$method")
+    rows8192_runs=()
     for seed in 42 43; do  # with 5 titles as the 8,192-row row but from this stage 1 (B = 0), under two seeds (~60 min each)
       method="CCF-LLM (stage 2 on 8,192 rows, bf16, LoRA B = 0 at start, seed $seed) (cpu-subsample)"
       stage2_bf16 "rows8192-bf16-lora-init-seed$seed" --set max_train_rows=8192 --set seed=$seed \
         --set stage2.evals_per_epoch=2 --resume --method "$method"
       methods+=(--method "$method")
+      rows8192_runs+=("outputs/ml1m-cpu/rows8192-bf16-lora-init-seed$seed")
     done
-    python scripts/compare_runs.py outputs/ml1m-cpu/rows8192-bf16-lora-init-seed43 \
-      --baseline outputs/ml1m-cpu/rows8192-bf16-lora-init-seed42 --out results/ml1m_cpu_rows8192_seed_intervals.json
+    python scripts/compare_runs.py "${rows8192_runs[@]:1}" --baseline "${rows8192_runs[0]}" \
+      --out results/ml1m_cpu_rows8192_seed_intervals.json
   fi
   python scripts/make_plots.py outputs/ml1m-cpu --prefix ml1m_cpu_ "${methods[@]}"
 fi
