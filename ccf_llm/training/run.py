@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from ..evaluation import split_metrics, upsert_result
 from ..evaluation.compare import write_scores
 from ..evaluation.gates import gate_statistics
 from ..metrics import ctr_metrics
-from .config import ExperimentConfig
+from .config import ExperimentConfig, StageConfig
 from .trainer import TRAINABLE_FILE, WallClock, encode_dataset, predict_scores, run_stage, world_size
 
 MODEL_DIR = "model"
@@ -138,14 +139,11 @@ def evaluate_saved_model(
     return score_splits(model, processor, rows, config.stage2.eval_batch_size, bf16, Path(out))
 
 
-def run_experiment(config: ExperimentConfig, command: str, resume: bool = False) -> dict:
-    """Run every stage the config asks for, evaluate on valid/test, save the model folder, upsert the results row."""
-    set_seed(config.seed)
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    clock = WallClock(out, resume)
-    full_data = load_named(config.data, config.data_dir)
-    data = subsample(config, full_data)
+def build_run_model(
+    config: ExperimentConfig, data: CTRData, full_data: CTRData
+) -> tuple[CCFLLMForCTR, CCFLLMProcessor, str | None]:
+    """The config's model (backbone + LoRA; with CF also the frozen tables and ALG/GATE), its processor and the
+    name of the CF model whose tables it reads (None for text-only prompts)."""
     needs_cf = config.fusion != "text_only"
     users, items, cf_name = cf_tables(config, full_data) if needs_cf else (None, None, None)
     backbone, tokenizer = load_backbone(config.backbone)
@@ -170,38 +168,58 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
         lora_dropout=config.lora_dropout,
         lora_target_modules=config.lora_target_modules,
     )
-    del backbone
     model.set_attn_implementation(preferred_attention())
+    return model, processor, cf_name
+
+
+def train_stages(
+    model: CCFLLMForCTR,
+    processor: CCFLLMProcessor,
+    encoded: Callable[[CCFLLMProcessor, str], Dataset],
+    config: ExperimentConfig,
+    out: Path,
+    **stage_kwargs,
+) -> dict[str, dict]:
+    """The schedule (DESIGN.md "Two stages"): stage 1 tunes LoRA on text prompts (or loads a finished run's),
+    stage 2 tunes ALG + GATE on hybrid prompts; ``schedule: joint`` tunes both at once instead (ablation).
+    Returns each stage's summary; an empty dict when nothing was trained (zero-shot)."""
+
+    def stage(name: str, prompts: CCFLLMProcessor, settings: StageConfig, folder: str) -> dict:
+        train, valid = encoded(prompts, "train"), encoded(prompts, "valid")
+        return run_stage(model, name, prompts, train, valid, settings, out / folder, **stage_kwargs)
+
+    if config.schedule == "joint":
+        return {"joint": stage("joint", processor, config.stage2, "joint")}
+    stages = {}
+    if config.init_from:
+        load_stage1_lora(model, config.init_from)
+        stages["stage1"] = {"init_from": config.init_from}
+    elif config.stage1.epochs > 0:
+        stages["stage1"] = stage("text", processor.with_settings(hybrid=False), config.stage1, "stage1")
+    if model.fusion is not None and config.stage2.epochs > 0:
+        name = "fusion+lora" if config.stage2_tunes_lora else "fusion"
+        stages["stage2"] = stage(name, processor, config.stage2, "stage2")
+    return stages
+
+
+def run_experiment(config: ExperimentConfig, command: str, resume: bool = False) -> dict:
+    """Run every stage the config asks for, evaluate on valid/test, save the model folder, upsert the results row."""
+    set_seed(config.seed)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    clock = WallClock(out, resume)
+    full_data = load_named(config.data, config.data_dir)
+    data = subsample(config, full_data)
+    model, processor, cf_name = build_run_model(config, data, full_data)
     bf16 = config.bf16 if config.bf16 is not None else native_bf16()
-    text_processor = processor.with_settings(hybrid=False)
 
     @functools.cache
-    def encoded(proc, split: str):
-        return encode_dataset(data.splits[split], proc, desc=f"tokenizing {split}")
+    def encoded(prompts: CCFLLMProcessor, split: str) -> Dataset:
+        return encode_dataset(data.splits[split], prompts, desc=f"tokenizing {split}")
 
-    stages = {}
-    common = {"seed": config.seed, "bf16": bf16, "resume": resume, "callbacks": (clock,)}
-    if config.schedule == "joint":
-        stages["joint"] = run_stage(
-            model, "joint", processor, encoded(processor, "train"), encoded(processor, "valid"),
-            config.stage2, out / "joint", **common,
-        )  # fmt: skip
-    else:
-        if config.init_from:
-            load_stage1_lora(model, config.init_from)
-            stages["stage1"] = {"init_from": config.init_from}
-        elif config.stage1.epochs > 0:
-            stages["stage1"] = run_stage(
-                model, "text", text_processor, encoded(text_processor, "train"), encoded(text_processor, "valid"),
-                config.stage1, out / "stage1", **common,
-            )  # fmt: skip
-        if needs_cf and config.stage2.epochs > 0:
-            stage = "fusion+lora" if config.stage2_tunes_lora else "fusion"
-            stages["stage2"] = run_stage(
-                model, stage, processor, encoded(processor, "train"), encoded(processor, "valid"),
-                config.stage2, out / "stage2", **common,
-            )  # fmt: skip
-
+    stages = train_stages(
+        model, processor, encoded, config, out, seed=config.seed, bf16=bf16, resume=resume, callbacks=(clock,)
+    )
     main = is_main_process()
     splits = {split: encoded(processor, split) for split in ("valid", "test")}
     metrics = score_splits(model, processor, splits, config.stage2.eval_batch_size, bf16, out)
