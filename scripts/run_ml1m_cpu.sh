@@ -22,6 +22,8 @@ stage2() {
 }
 stage2 ccf-llm  # next, the MF-bias model itself on the same rows
 python scripts/score_cf.py --cf-dir outputs/cf/ml1m/mf_bias --config "$cfg" --out outputs/cf/ml1m/mf_bias/cpu-subsample-rows
+python scripts/compare_runs.py outputs/cf/ml1m/mf_bias/cpu-subsample-rows --split valid \
+  --out results/ml1m_cpu_valid_sample_intervals.json  # how typical the 512 valid rows are: vs MF-bias's row (all 10,401)
 cf_runs=()  # CF models scored on the same rows, compared beside the LLM runs at the end
 stage2 collm --fusion cf_only --method "CoLLM (cpu-subsample)"
 if [ -z "${MAIN_ONLY:-}" ]; then
