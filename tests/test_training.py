@@ -20,7 +20,7 @@ from ccf_llm.main_job import run_main_job
 from ccf_llm.testing.make_tiny import tiny_model
 from ccf_llm.testing.tiny_run import tiny_ctr_data, tiny_run_settings, write_tiny_run_inputs
 from ccf_llm.training import ExperimentConfig, run_experiment
-from ccf_llm.training.run import subsample
+from ccf_llm.training.run import cpu_name, subsample
 from ccf_llm.training.trainer import TRAINABLE_FILE, CTRTrainer, evaluation_order, make_collator
 
 
@@ -304,3 +304,12 @@ def test_training_forwards_avoid_cudnn_attention_and_scoring_keeps_it(tmp_path: 
     assert cudnn_allowed[:2] == [(True, False)] * 2
     assert cudnn_allowed[2:] and all(not training and allowed for training, allowed in cudnn_allowed[2:])
     assert torch.backends.cuda.cudnn_sdp_enabled()
+
+
+def test_cpu_name_reads_the_first_model_name(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\n\nmodel name\t: other\n")
+    assert cpu_name(cpuinfo) == "Intel(R) Xeon(R) Processor"
+    cpuinfo.write_text("processor\t: 0\n")
+    assert cpu_name(cpuinfo) is None
+    assert cpu_name(tmp_path / "missing") is None

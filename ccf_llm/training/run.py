@@ -110,12 +110,24 @@ def score_splits(
     return metrics
 
 
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's model name (Linux), or None where the system does not say."""
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        return None
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names and names[0] else None
+
+
 def device_label(bf16: bool = False) -> str:
-    """A results row's device: the GPU's name, or the CPU's cores (and bf16, whose CPU default depends on the
-    machine, so a training row records it)."""
+    """A results row's device: the GPU's name, or the CPU's model and cores (and bf16, whose CPU default depends on
+    the machine, so a training row records it). CPUs differ in their bf16 kernels, so rows from two CPU models
+    differ in their last digits even with the same seed."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    return f"cpu ({os.cpu_count()} cores{', bf16' if bf16 else ''})"
+    name = cpu_name()
+    return f"cpu ({name + ', ' if name else ''}{os.cpu_count()} cores{', bf16' if bf16 else ''})"
 
 
 def evaluate_saved_model(
