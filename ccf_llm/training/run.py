@@ -120,6 +120,11 @@ def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
     return names[0] if names and names[0] else None
 
 
+def uses_bf16(config: ExperimentConfig) -> bool:
+    """The config's ``bf16``, or where it is unset (None), whether bf16 is native on this machine."""
+    return config.bf16 if config.bf16 is not None else native_bf16()
+
+
 def device_label(bf16: bool = False) -> str:
     """A results row's device: the GPU's name, or the CPU's model and cores (and bf16, whose CPU default depends on
     the machine, so a training row records it). CPUs differ in their bf16 kernels, so rows from two CPU models
@@ -147,7 +152,7 @@ def evaluate_saved_model(
     rows = {
         split: encode_dataset(data.splits[split], processor, desc=f"tokenizing {split}") for split in splits
     }
-    bf16 = config.bf16 if config.bf16 is not None else native_bf16()
+    bf16 = uses_bf16(config)
     return score_splits(model, processor, rows, config.stage2.eval_batch_size, bf16, Path(out))
 
 
@@ -223,7 +228,7 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
     full_data = load_named(config.data, config.data_dir)
     data = subsample(config, full_data)
     model, processor, cf_name = build_run_model(config, data, full_data)
-    bf16 = config.bf16 if config.bf16 is not None else native_bf16()
+    bf16 = uses_bf16(config)
 
     @functools.cache
     def encoded(prompts: CCFLLMProcessor, split: str) -> Dataset:
