@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -313,3 +315,34 @@ def test_cpu_name_reads_the_first_model_name(tmp_path: Path) -> None:
     cpuinfo.write_text("processor\t: 0\n")
     assert cpu_name(cpuinfo) is None
     assert cpu_name(tmp_path / "missing") is None
+
+
+def test_gpu_results_script_runs_the_main_rows_on_a_tiny_backbone(
+    inputs: dict[str, Path], ml1m_dir: Path, tmp_path: Path
+) -> None:
+    """scripts/run_ml1m.sh, the full-data GPU run that a device session has minutes for, end to end on the real
+    split with a tiny backbone and 64 rows per split (its documented RUN_ARGS smoke test): MF tables trained,
+    TALLRec first, CCF-LLM and CoLLM from its LoRA in parallel, a row each and the summary table."""
+    repo = Path(__file__).resolve().parents[1]
+    # Run from a scratch folder: the script writes outputs/ where it runs.
+    for folder in ("scripts", "configs"):
+        (tmp_path / folder).symlink_to(repo / folder)
+    results = tmp_path / "results.json"
+    run_args = f"--set backbone={inputs['llm']} --results {results}" + "".join(
+        f" --set max_{split}_rows=64" for split in ("train", "valid", "test")
+    )
+    env = {**os.environ, "CCF_ML1M_DIR": str(ml1m_dir), "MAIN_ONLY": "1", "MAX_PARALLEL": "2"}
+    env |= {"ML1M_OUT": str(tmp_path / "ml1m"), "RUN_ARGS": run_args}
+    done = subprocess.run(
+        ["bash", "scripts/run_ml1m.sh"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {row["method"]: row for row in json.loads(results.read_text())["rows"]}
+    assert set(rows) == {"TALLRec", "CCF-LLM", "CoLLM"}
+    assert all(row["train_rows"] == 64 for row in rows.values())
+    assert "--init-from" in rows["CCF-LLM"]["command"] and "--fusion cf_only" in rows["CoLLM"]["command"]
+    for name in ("tallrec", "ccf-llm", "collm"):
+        assert (tmp_path / "ml1m" / name / "test_scores.parquet").is_file(), name
+    assert (tmp_path / "outputs" / "cf" / "ml1m" / "mf_bias" / "cf_tables.safetensors").is_file()
+    summary = [line for line in done.stdout.splitlines() if " valid " in line and " test " in line]
+    assert sorted(line.split()[0] for line in summary) == ["CCF-LLM", "CoLLM", "TALLRec"], done.stdout[-2000:]
