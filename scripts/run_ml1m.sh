@@ -47,7 +47,7 @@ stage2() { start "$1" --init-from "$out/tallrec" "${@:2}"; }
 stage2 ccf-llm
 stage2 collm --fusion cf_only --method CoLLM
 if [ -z "${MAIN_ONLY:-}" ]; then  # ablations
-  # Under the CPU protocol stage 2 did best on the 16,384 most recent rows, better than on all (README): again here
+  # Under the CPU protocol stage 2 did best on the 16,384 most recent rows, better than on all (results/README.md): again here
   stage2 recent-rows --set max_train_rows=16384 --method "CCF-LLM (stage 2 on the 16,384 most recent rows)"
   stage2 tune-lora --set stage2_tunes_lora=true --method "CCF-LLM (stage 2 also tunes LoRA)"
   stage2 add --fusion add --method "CCF-LLM (add)"

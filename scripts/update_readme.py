@@ -1,5 +1,5 @@
-"""Fill the README's measured sections from ``results/ml1m.json``, ``results/ml1m_cpu_intervals.json`` and
-``benchmarks/results/*.json``.
+"""Fill the measured sections of README.md and results/README.md from ``results/ml1m.json``,
+``results/*_intervals.json`` and ``benchmarks/results/*.json``.
 
 ``python scripts/update_readme.py`` — every number in those sections comes from those files.
 """
@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ccf_llm.evaluation.report import render_readme
+from ccf_llm.evaluation.report import RENDERED_DOCUMENTS, render_readme
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    readme = ROOT / "README.md"
-    readme.write_text(render_readme(readme.read_text(), ROOT))
-    print(f"updated {readme}")
+    for name in RENDERED_DOCUMENTS:
+        document = ROOT / name
+        document.write_text(render_readme(document.read_text(), ROOT))
+        print(f"updated {document}")
 
 
 if __name__ == "__main__":

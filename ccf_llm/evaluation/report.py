@@ -1,4 +1,4 @@
-"""The README's results tables, rendered from ``results/*.json`` beside the published numbers."""
+"""The results tables of README.md and results/README.md, rendered from ``results/*.json`` beside the published numbers."""
 
 from __future__ import annotations
 
@@ -108,13 +108,22 @@ def intervals_table(intervals_file: str | Path) -> str:
     return "\n".join(lines)
 
 
+# The documents with measured sections, relative to the repository root: the README and the results' detail.
+RENDERED_DOCUMENTS = ("README.md", "results/README.md")
+
+
 def render_readme(text: str, root: str | Path) -> str:
-    """The README with its measured sections rendered from the files under ``root`` that hold the numbers; each
-    ``<!-- intervals:NAME -->`` section from ``results/NAME_intervals.json``."""
+    """A document with each measured section it holds rendered from the files under ``root``: ``results:ml1m``
+    from ``results/ml1m.json``, each ``intervals:NAME`` from ``results/NAME_intervals.json``, ``benchmarks``
+    from ``benchmarks/results/*.json``."""
     root = Path(root)
-    text = replace_section(text, "results:ml1m", results_table(root / "results" / "ml1m.json"))
+    sections = {"results:ml1m": lambda: results_table(root / "results" / "ml1m.json")}
     for name in re.findall(r"<!-- intervals:(\w+) -->", text):
-        text = replace_section(
-            text, f"intervals:{name}", intervals_table(root / "results" / f"{name}_intervals.json")
+        sections[f"intervals:{name}"] = lambda name=name: intervals_table(
+            root / "results" / f"{name}_intervals.json"
         )
-    return replace_section(text, "benchmarks", benchmark_table(root / "benchmarks" / "results"))
+    sections["benchmarks"] = lambda: benchmark_table(root / "benchmarks" / "results")
+    for name, render in sections.items():
+        if f"<!-- {name} -->" in text:
+            text = replace_section(text, name, render())
+    return text
