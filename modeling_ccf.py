@@ -98,6 +98,17 @@ TRAINING_SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTEN
 CPU_SUFFIX_CHUNK = 16  # suffix rows per call on CPU (see ``CCFLLMForCTR.score_shared_prefixes``)
 
 
+def native_bf16() -> bool:
+    """Whether bf16 speeds this machine up: a GPU that supports it, or a CPU with AMX or AVX512-BF16.
+
+    Elsewhere the CPU emulates bf16: autocast there ran ~5x slower than fp32 (a 2-core machine without them),
+    while a 2-core AMX machine ran a SmolLM2 forward 2.2x faster under autocast than in fp32.
+    """
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+
+
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     """Index of each row's last real token, for left or right padding alike."""
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)

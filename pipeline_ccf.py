@@ -33,8 +33,10 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.utils import cached_file
 
 try:
+    from .modeling_ccf import native_bf16
     from .processing_ccf import CATALOG_FILE, PROCESSOR_FILE, CCFLLMProcessor
 except ImportError:  # imported as a top-level module (installed package), not as Hub remote code
+    from modeling_ccf import native_bf16
     from processing_ccf import CATALOG_FILE, PROCESSOR_FILE, CCFLLMProcessor
 
 TASK = "ccf-ctr"
@@ -180,6 +182,15 @@ class CCFLLMPipeline(Pipeline):
         processor = processor or load_processor(model)
         super().__init__(model=model, processor=processor, **kwargs)
         self.model.eval()  # LoRA dropout would make scores random
+        if self.model.device.type == "cpu" and self.model.dtype == torch.bfloat16 and not native_bf16():
+            # Published folders hold bf16 weights; a CPU without AMX or AVX512-BF16 emulates bf16 several times
+            # slower than it runs float32.
+            warnings.warn(
+                "this CPU has no native bf16 (AMX or AVX512-BF16): the model's bfloat16 weights are converted "
+                "to float32, which runs several times faster here; load it with dtype=torch.float32 to skip this",
+                stacklevel=2,
+            )
+            self.model.float()
         self.titles = TitleResolver(processor.catalog)
 
     def __call__(self, inputs: dict | str | Iterable, batch_size: int | None = None, **kwargs) -> list:

@@ -33,9 +33,9 @@ from transformers import (
 )
 
 import ccf_llm
-from ccf_llm.build import build_model, load_backbone, native_bf16, preferred_attention, smollm2_gguf
+from ccf_llm.build import build_model, load_backbone, preferred_attention, smollm2_gguf
 from ccf_llm.testing.make_tiny import TINY_CATALOG, TINY_SIZES, tiny_tokenizer
-from modeling_ccf import CCFLLMForCTR
+from modeling_ccf import CCFLLMForCTR, native_bf16
 from processing_ccf import CCFLLMProcessor
 
 T = TypeVar("T")

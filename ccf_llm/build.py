@@ -39,17 +39,6 @@ def smollm2_gguf() -> Path:
     return Path(spec.origin).parent / SMOLLM2_FILE
 
 
-def native_bf16() -> bool:
-    """Whether bf16 speeds this machine up: a GPU that supports it, or a CPU with AMX or AVX512-BF16.
-
-    Elsewhere bf16 is emulated on the CPU: autocast there ran ~5x slower than fp32 (a 2-core machine without
-    them), while a 2-core AMX machine ran a SmolLM2 forward 2.2x faster under autocast than in fp32.
-    """
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
-
-
 def preferred_attention(training: bool = True) -> str:
     """``eager`` attention for training on a CPU, ``sdpa`` otherwise. On 2 AMX cores in bf16, eager ran a
     SmolLM2 LoRA training step 1.2x faster than SDPA, whose CPU flash-attention backward took 27% of the step

@@ -264,3 +264,24 @@ def test_processor_files_are_fetched_from_a_hub_repository(pipe: CCFLLMPipeline,
     assert {"ccf_processor.json", "item_catalog.json", "tokenizer.json", "tokenizer_config.json"} <= set(
         fetched
     )
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_weights_run_in_float32_on_a_cpu_without_native_bf16(
+    pipe: CCFLLMPipeline, monkeypatch, native: bool
+) -> None:
+    """Published folders hold bf16 weights: where the CPU would emulate bf16 the pipeline converts them to float32
+    and says so, with the same scores as the float32 model; where bf16 is native they stay bf16."""
+    monkeypatch.setattr(pipeline_ccf, "native_bf16", lambda: native)
+    model = CCFLLMForCTR.from_pretrained(pipe.model.name_or_path, dtype=torch.bfloat16)
+    request = {"user_id": 1, "history": HISTORY, "candidate": 2}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        converted = CCFLLMPipeline(model=model, processor=pipe.processor, device="cpu")
+    said = [str(warning.message) for warning in caught if "no native bf16" in str(warning.message)]
+    assert converted.model.dtype == (torch.bfloat16 if native else torch.float32)
+    assert len(said) == (0 if native else 1)
+    if not native:  # float32 copies of the bf16 weights, in float32 arithmetic
+        reference = CCFLLMForCTR.from_pretrained(pipe.model.name_or_path, dtype=torch.bfloat16).float()
+        expected = CCFLLMPipeline(model=reference, processor=pipe.processor, device="cpu")
+        assert yes(converted(request)) == pytest.approx(yes(expected(request)), abs=1e-6)

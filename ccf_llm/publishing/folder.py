@@ -48,7 +48,7 @@ def write_model_folder(
     summary = json.loads((run / "metrics.json").read_text())
     measured = find_measured_row(summary["row"], results_files(summary, results))
 
-    model = CCFLLMForCTR.from_pretrained(run / "model", dtype=torch.float32).to(torch.bfloat16)
+    model = CCFLLMForCTR.from_pretrained(run / "model", dtype=torch.float32)
     processor = CCFLLMProcessor.from_pretrained(run / "model")
     card = model_card(
         summary["row"],
@@ -63,7 +63,11 @@ def write_model_folder(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
-        CCFLLMPipeline(model=model, processor=processor, device="cpu").save_pretrained(staging)
+        pipe = CCFLLMPipeline(model=model, processor=processor, device="cpu")
+        pipe.model.to(
+            torch.bfloat16
+        )  # after the pipeline's set-up, which would run bf16 weights in float32 here
+        pipe.save_pretrained(staging)
         shutil.copy(HANDLER_TEMPLATE, staging / "handler.py")
         (staging / "README.md").write_text(card)
         check_complete(staging)

@@ -15,11 +15,11 @@ from datasets import Dataset, DatasetDict
 from safetensors.torch import load_file
 from transformers import set_seed
 
-from modeling_ccf import CCFLLMForCTR
+from modeling_ccf import CCFLLMForCTR, native_bf16
 from processing_ccf import CCFLLMProcessor
 
 from ..atomic import write_text_atomically
-from ..build import build_model, load_backbone, native_bf16, preferred_attention
+from ..build import build_model, load_backbone, preferred_attention
 from ..data import CTRData, load_named
 from ..evaluation import split_metrics, upsert_result
 from ..evaluation.compare import write_scores
