@@ -7,8 +7,7 @@
 # stage 1 on 8,192 rows, BF16=1 DIN_CF=1 the 16,384-row stage 2 with DIN's tables instead of MF-bias's,
 # BF16=1 LORA_INIT=1 stage 1 and the 16,384-row stage 2 again with LoRA starting at B = 0, BF16=1 SEEDS=1 stage 2
 # with six training seeds, BF16=1 HISTORY10=1 stage 2 on 8,192 rows with the 10 most recent liked titles (and with 5
-# under two seeds), BF16=1 STAGE2_LR=1 stage 2 on 8,192 rows at learning rates 3e-3 and 1e-3, BF16=1 STAGE2_BATCH=1 stage 2 on
-# 4,096 rows in batches of 8 and of 64 (lr 1e-3, and 4e-3 for 64). Last, bootstrap
+# under two seeds), BF16=1 STAGE2_LR=1 stage 2 on 8,192 rows at learning rates 3e-3 and 1e-3. Last, bootstrap
 # intervals of every finished run's test AUC; FULL_TEST=1 also scores every finished run's model (and the all-rows
 # run's last checkpoint) on the whole test split and compares those.
 set -euo pipefail
@@ -132,19 +131,6 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     done
     python scripts/compare_runs.py outputs/ml1m-cpu/rows8192-lr3e-3-bf16 outputs/cf/ml1m/mf_bias/cpu-subsample-rows \
       --baseline outputs/ml1m-cpu/rows8192-lr1e-3-bf16 --out results/ml1m_cpu_stage2_lr_intervals.json
-  fi
-  if [ -n "${STAGE2_BATCH:-}" ]; then  # the GPU profile's stage 2 takes batches of 64 at lr 1e-3: what do 8x larger batches
-    batch_runs=()  # cost at the same rate, and does a higher one win it back? 4,096 rows from one stage 1 (~30 min each)
-    for arm in "8 1e-3" "64 1e-3" "64 4e-3"; do
-      read -r batch lr <<< "$arm"
-      method="CCF-LLM (stage 2 on 4,096 rows, batch $batch, lr $lr, bf16) (cpu-subsample)"
-      stage2_bf16 "rows4096-batch$batch-lr$lr-bf16" --set max_train_rows=4096 --set stage2.learning_rate="${lr/e/.0e}" \
-        --set stage2.gradient_accumulation_steps=$((batch / 8)) --set stage2.evals_per_epoch=2 --resume --method "$method"
-      methods+=(--method "$method")  # batches of 64 as 8 accumulated steps of 8 rows: the same memory as batch 8
-      batch_runs+=("outputs/ml1m-cpu/rows4096-batch$batch-lr$lr-bf16")
-    done
-    python scripts/compare_runs.py "${batch_runs[@]:1}" outputs/cf/ml1m/mf_bias/cpu-subsample-rows \
-      --baseline "${batch_runs[0]}" --out results/ml1m_cpu_stage2_batch_intervals.json
   fi
   python scripts/make_plots.py outputs/ml1m-cpu --prefix ml1m_cpu_ "${methods[@]}"
 fi
