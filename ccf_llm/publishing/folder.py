@@ -64,9 +64,8 @@ def write_model_folder(
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
         pipe = CCFLLMPipeline(model=model, processor=processor, device="cpu")
-        pipe.model.to(
-            torch.bfloat16
-        )  # after the pipeline's set-up, which would run bf16 weights in float32 here
+        # bf16 after the pipeline's set-up, which would run bf16 weights in float32 on a CPU without native bf16.
+        pipe.model.to(torch.bfloat16)
         pipe.save_pretrained(staging)
         shutil.copy(HANDLER_TEMPLATE, staging / "handler.py")
         (staging / "README.md").write_text(card)
