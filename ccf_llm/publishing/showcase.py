@@ -21,12 +21,13 @@ class BlockRepoModules(importlib.abc.MetaPathFinder):
 def main(folder: str) -> None:
     sys.meta_path.insert(0, BlockRepoModules())
     warnings.simplefilter("ignore")
-    import torch
     from transformers import AutoModel, pipeline
 
-    model = AutoModel.from_pretrained(folder, trust_remote_code=True, dtype=torch.float32)
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True)
     print(f"AutoModel: {type(model).__module__}.{type(model).__name__}, fusion={model.config.fusion}")
-    ctr = pipeline(model=folder, trust_remote_code=True, device="cpu", dtype=torch.float32)
+    # The defaults a user gets: bf16 weights, run in float32 on a CPU that would emulate bf16.
+    ctr = pipeline(model=folder, trust_remote_code=True, device="cpu")
+    print(f"pipeline: {ctr.model.dtype} weights (the folder's: {model.dtype})")
     catalog = ctr.processor.catalog
     titles = [catalog[iid] for iid in sorted(catalog)[:12]]
     history, candidates = titles[:3], titles[3:12]
