@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -335,6 +336,7 @@ def test_gpu_results_script_runs_the_main_rows_on_a_tiny_backbone(
         f" --set max_{split}_rows=64" for split in ("train", "valid", "test")
     )
     env = {**os.environ, "CCF_ML1M_DIR": str(ml1m_dir), "MAIN_ONLY": "1", "MAX_PARALLEL": "2"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # the script calls `python`
     env |= {"ML1M_OUT": str(tmp_path / "ml1m"), "RUN_ARGS": run_args}
     done = subprocess.run(
         ["bash", "scripts/run_ml1m.sh"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
