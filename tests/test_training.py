@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ from ccf_llm.main_job import run_main_job
 from ccf_llm.testing.make_tiny import tiny_model
 from ccf_llm.testing.tiny_run import tiny_ctr_data, tiny_run_settings, write_tiny_run_inputs
 from ccf_llm.training import ExperimentConfig, run_experiment
-from ccf_llm.training.run import cpu_name, subsample
+from ccf_llm.training import run as run_module
+from ccf_llm.training.run import cpu_name, subsample, uses_bf16
 from ccf_llm.training.trainer import TRAINABLE_FILE, CTRTrainer, evaluation_order, make_collator
 from modeling_ccf import native_bf16
 
@@ -351,3 +353,21 @@ def test_gpu_results_script_runs_the_main_rows_on_a_tiny_backbone(
     assert (tmp_path / "outputs" / "cf" / "ml1m" / "mf_bias" / "cf_tables.safetensors").is_file()
     summary = [line for line in done.stdout.splitlines() if " valid " in line and " test " in line]
     assert sorted(line.split()[0] for line in summary) == ["CCF-LLM", "CoLLM", "TALLRec"], done.stdout[-2000:]
+
+
+def test_bf16_on_a_cpu_that_emulates_it_is_kept_with_a_warning(monkeypatch) -> None:
+    """``bf16: true`` stays on (it may be there to match bf16 rows) but warns where the CPU emulates bf16; unset,
+    bf16 follows the machine, silently."""
+    monkeypatch.setattr(run_module, "native_bf16", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="no native bf16"):
+        assert uses_bf16(ExperimentConfig(bf16=True)) is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert uses_bf16(ExperimentConfig(bf16=None)) is False
+        assert uses_bf16(ExperimentConfig(bf16=False)) is False
+    monkeypatch.setattr(run_module, "native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert uses_bf16(ExperimentConfig(bf16=True)) is True
+        assert uses_bf16(ExperimentConfig(bf16=None)) is True

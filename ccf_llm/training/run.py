@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -121,8 +122,18 @@ def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
 
 
 def uses_bf16(config: ExperimentConfig) -> bool:
-    """The config's ``bf16``, or where it is unset (None), whether bf16 is native on this machine."""
-    return config.bf16 if config.bf16 is not None else native_bf16()
+    """The config's ``bf16``, or where it is unset (None), whether bf16 is native on this machine. A ``bf16: true``
+    on a CPU that emulates bf16 is kept (it may be there to match bf16 rows) but warned about: there, a SmolLM2
+    training step takes minutes instead of seconds."""
+    if config.bf16 is None:
+        return native_bf16()
+    if config.bf16 and not torch.cuda.is_available() and not native_bf16():
+        warnings.warn(
+            "bf16 is on, but this CPU has no native bf16 (AMX or AVX512-BF16) and emulates it, many times slower "
+            "than fp32; set bf16: false (--set bf16=false) unless the run must match bf16 rows",
+            stacklevel=2,
+        )
+    return config.bf16
 
 
 def device_label(bf16: bool = False) -> str:
