@@ -62,6 +62,10 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--no-results", action="store_true", help="do not touch the results file")
     parser.add_argument(
+        "--method",
+        help="the row's method name (default: the model's, e.g. MF-bias); another keeps a variant's row",
+    )
+    parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (the CPU box has 2 shared cores)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -96,7 +100,7 @@ def main() -> None:
 
     if args.data == "ml1m" and not args.no_results:
         row = {
-            "method": METHOD_NAMES[name],
+            "method": args.method or METHOD_NAMES[name],
             "backbone": None,
             "fusion": None,
             "cf": name,
