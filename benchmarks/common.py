@@ -445,13 +445,15 @@ def plain_batches(
     vocab_size: int,
     with_answer: bool,
     seed: int = 0,
+    hybrid: bool = False,
 ) -> list[dict]:
     """Every row in random batches for the plain loop: the text prompt (right-padded to the batch's longest row).
 
     ``with_answer`` appends the answer token (" Yes"/" No") and labels only that position (CoLLM's
-    loss: cross-entropy on the answer, -100 elsewhere).
+    loss: cross-entropy on the answer, -100 elsewhere). ``hybrid``: the hybrid prompt's tokens instead, its
+    placeholders folded into the vocabulary (as long as CoLLM's stage-2 prompts; the loop has no CF mapping).
     """
-    text = processor.with_settings(hybrid=False)
+    text = processor if hybrid else processor.with_settings(hybrid=False)
     rng = random.Random(seed)
     rows = rows[:]
     rng.shuffle(rows)

@@ -34,6 +34,12 @@ def test_benchmark_tiny(module, extra: list[str], tmp_path: Path, capsys) -> Non
         assert record["scores_equal"], record["max_abs_score_difference"]
     if module is eval_throughput:
         assert record["matmul_ceiling"] > 1
+    if module is train_throughput:  # stage 2 against plain on its own prompt lengths too
+        assert record["stage2_vs_plain_on_hybrid_prompts"] > 0
+        assert (
+            record["tokens"]["plain_hybrid"]["real_tokens_per_row"]
+            > record["tokens"]["plain"]["real_tokens_per_row"]
+        )
 
 
 def test_memory_tiny(tmp_path: Path, capsys) -> None:
