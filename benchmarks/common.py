@@ -453,7 +453,7 @@ def plain_batches(
     loss: cross-entropy on the answer, -100 elsewhere). ``hybrid``: the hybrid prompt's tokens instead, its
     placeholders folded into the vocabulary (as long as CoLLM's stage-2 prompts; the loop has no CF mapping).
     """
-    text = processor if hybrid else processor.with_settings(hybrid=False)
+    prompts = processor if hybrid else processor.with_settings(hybrid=False)
     rng = random.Random(seed)
     rows = rows[:]
     rng.shuffle(rows)
@@ -462,8 +462,8 @@ def plain_batches(
         chunk = rows[start : start + batch_size]
         sequences = []
         for row in chunk:
-            ids = text.encode(row["his"], row["iid"], row["uid"])["input_ids"]
-            answer = text.yes_token_id if row["label"] else text.no_token_id
+            ids = prompts.encode(row["his"], row["iid"], row["uid"])["input_ids"]
+            answer = prompts.yes_token_id if row["label"] else prompts.no_token_id
             sequences.append([*ids, answer] if with_answer else ids)
         width = max(len(ids) for ids in sequences)
         pad = processor.tokenizer.pad_token_id
