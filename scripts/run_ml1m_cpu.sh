@@ -5,7 +5,8 @@
 # outputs/ml1m-cpu/; each run upserts its row into results/ml1m.json; missing MF tables are trained first.
 # BF16=1 adds the bf16 rows (native-bf16 CPUs), BF16=1 ALL_ROWS=1 also stage 2 on all train rows, BF16=1 STAGE1_ROWS=1
 # stage 1 on 8,192 rows, BF16=1 DIN_CF=1 the 16,384-row stage 2 with DIN's tables instead of MF-bias's,
-# BF16=1 LORA_INIT=1 stage 1 and the 16,384-row stage 2 again with LoRA starting at B = 0, BF16=1 SEEDS=1 stage 2
+# BF16=1 LORA_INIT=1 stage 1 and the 16,384-row stage 2 again with LoRA starting at B = 0 (and with BIASES_CF=1 also
+# stage 2 from it on 8,192 and 16,384 rows reading user + item biases alone), BF16=1 SEEDS=1 stage 2
 # with six training seeds, BF16=1 HISTORY10=1 stage 2 on 8,192 rows with the 10 most recent liked titles (and with 5
 # under two seeds), BF16=1 STAGE2_LR=1 stage 2 on 8,192 rows at learning rates 3e-3 and 1e-3. Last, bootstrap
 # intervals of every finished run's test AUC; FULL_TEST=1 also scores every finished run's model (and the all-rows
@@ -96,6 +97,23 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
       --set stage2.evals_per_epoch=2 --resume --method "$method"
     methods+=(--method "$method")
   fi
+  if [ -n "${BIASES_CF:-}" ]; then  # the LLM reading user + item biases alone (d = 0 tables: user [b_u + b_0, 1], item
+    stage1=outputs/ml1m-cpu/tallrec-bf16-lora-init  # [1, b_i]) instead of MF-bias's, from LORA_INIT's stage 1 (~35 and ~65 min)
+    [ -d "$stage1" ] || { echo "BIASES_CF=1 starts from LORA_INIT=1's stage 1 ($stage1): add LORA_INIT=1" >&2; exit 2; }
+    bash scripts/cf_tables.sh biases
+    python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases --config "$cfg" \
+      --method "User + item biases (MF-bias with d = 0) (cpu-subsample rows)" \
+      --out outputs/cf/ml1m/biases/cpu-subsample-rows  # the biases model itself on the same rows
+    cf_runs+=(outputs/cf/ml1m/biases/cpu-subsample-rows)
+    for rows in 8,192 16,384; do
+      method="CCF-LLM (biases tables, stage 2 on $rows rows, bf16) (cpu-subsample)"
+      STAGE1=$stage1 stage2_bf16 "biases-rows${rows//,/}-bf16" --set max_train_rows="${rows//,/}" \
+        --cf-dir outputs/cf/ml1m/biases --set stage2.evals_per_epoch=2 --resume --method "$method"
+      methods+=(--method "$method")
+    done
+    python scripts/compare_runs.py outputs/ml1m-cpu/biases-rows{8192,16384}-bf16 outputs/cf/ml1m/mf_bias/cpu-subsample-rows \
+      --baseline outputs/cf/ml1m/biases/cpu-subsample-rows --out results/ml1m_cpu_biases_intervals.json
+  fi
   if [ -n "${SEEDS:-}" ]; then  # how far a row moves with the training seed alone: stage 2 on 1,024 rows from the
     for seed in 42 43 44 45 46 47; do  # same stage 1 with six seeds, scored on the same rows (sample_seed); ~15 min each
       method="CCF-LLM (bf16, seed $seed) (cpu-subsample)"
@@ -164,5 +182,11 @@ if [ -n "${FULL_TEST:-}" ]; then  # the same models on the whole test split (7,3
   more_rows=("$full"/rows8192-bf16 "$full"/rows-all-bf16 "$full"/rows-all-bf16-last)  # stage 2 on fewer / more rows
   python scripts/compare_runs.py "${more_rows[@]}" --baseline "$full/rows16384-bf16" \
     --out results/ml1m_cpu_full_test_vs_16384_intervals.json
+  if [ -d outputs/ml1m-cpu/biases-rows16384-bf16 ]; then  # BIASES_CF=1's runs against the biases model they read
+    python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases --config configs/ml1m.yaml --no-results \
+      --out "$full/cf-biases"
+    python scripts/compare_runs.py "$full"/biases-rows16384-bf16 "$full"/biases-rows8192-bf16 "$full/cf-mf-bias" \
+      --baseline "$full/cf-biases" --out results/ml1m_cpu_full_test_vs_biases_intervals.json
+  fi
 fi
 python scripts/update_readme.py

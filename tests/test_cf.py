@@ -102,6 +102,21 @@ def test_exported_dot_product_is_the_logit(runs, tiny, key):
     assert not user[0].any() or key == "sasrec"  # padding row
 
 
+def test_biases_alone_export_two_columns_whose_product_is_the_logit(tiny, tmp_path):
+    """MF-bias with ``dim=0`` (the "biases tables" an LLM run may read): user [b_u + b_0, 1], item [1, b_i]."""
+    run = train_cf("mf_bias", tiny, {**FAST, "dim": 0, "max_epochs": 3}, progress=False)
+    save_cf_tables(run, tmp_path)
+    user, item, config = load_cf_tables(tmp_path)
+    assert config["dim"] == user.shape[1] == item.shape[1] == 2
+    assert torch.equal(user[1:, 1], torch.ones(N_USERS - 1))
+    assert torch.equal(item[1:, 0], torch.ones(N_ITEMS - 1))
+    rows = encode_splits(tiny, run.model.history_len).train
+    run.model.eval()
+    with torch.no_grad():
+        logits = run.model(rows)
+    np.testing.assert_allclose((user[rows["uid"]] * item[rows["iid"]]).sum(-1), logits, rtol=1e-5, atol=1e-5)
+
+
 def test_user_history_is_train_only(tiny):
     splits = encode_splits(tiny, 4)
     frame = tiny.splits["train"].to_pandas()
