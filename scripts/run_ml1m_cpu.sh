@@ -184,7 +184,7 @@ if [ -n "${FULL_TEST:-}" ]; then  # the same models on the whole test split (7,3
     --out results/ml1m_cpu_full_test_vs_16384_intervals.json
   if [ -d outputs/ml1m-cpu/biases-rows16384-bf16 ]; then  # BIASES_CF=1's runs against the biases model they read
     python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases --config configs/ml1m.yaml --no-results \
-      --out "$full/cf-biases"
+      --method "User + item biases (MF-bias with d = 0)" --out "$full/cf-biases"
     python scripts/compare_runs.py "$full"/biases-rows16384-bf16 "$full"/biases-rows8192-bf16 "$full/cf-mf-bias" \
       --baseline "$full/cf-biases" --out results/ml1m_cpu_full_test_vs_biases_intervals.json
   fi
