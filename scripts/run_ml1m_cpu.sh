@@ -98,7 +98,7 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     methods+=(--method "$method")
   fi
   if [ -n "${BIASES_CF:-}" ]; then  # the LLM reading user + item biases alone (d = 0 tables: user [b_u + b_0, 1], item
-    stage1=outputs/ml1m-cpu/tallrec-bf16-lora-init  # [1, b_i]) instead of MF-bias's, from LORA_INIT's stage 1 (~35 and ~65 min)
+    stage1=outputs/ml1m-cpu/tallrec-bf16-lora-init  # [1, b_i]) instead of MF-bias's, from LORA_INIT's stage 1 (~40 and ~75 min)
     [ -d "$stage1" ] || { echo "BIASES_CF=1 starts from LORA_INIT=1's stage 1 ($stage1): add LORA_INIT=1" >&2; exit 2; }
     bash scripts/cf_tables.sh biases
     python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases --config "$cfg" \
