@@ -11,17 +11,41 @@ full), ``attention_lever`` (ours over ours with training's kernel, eager on a CP
 over ours (real tokens, each prefix once, x decoder), the ratio a device bound by those matmuls alone would
 show. On text prompts (like for like) and hybrid prompts (what stage 2 scores; longer): ``hybrid_ratio`` against
 plain on text prompts, ``hybrid_vs_plain_on_hybrid_prompts`` against plain on the hybrid prompts' tokens. No
-gradients on either side; variants run interleaved.
+gradients on either side; variants run interleaved. ``--int8`` (CPU) adds a candidate lever: ours with LoRA
+merged and every decoder Linear layer in dynamic int8 (``torch.ao``, per-channel weights, per-tensor
+activations), its speed over ours and how far its scores move.
 """
 
 from __future__ import annotations
 
+import copy
+import warnings
+
 import torch
+from peft.tuners.lora import LoraLayer
 
 from benchmarks import common
 from processing_ccf import CCFLLMProcessor
 
 TARGET = 3.0
+
+
+def int8_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy with LoRA merged into its base layers (dynamic quantization cannot wrap peft's layers) and every
+    decoder Linear layer in dynamic int8; the Yes/No head and the fusion stay fp32."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    quantized = copy.deepcopy(model)
+    for name, module in list(quantized.named_modules()):
+        if isinstance(module, LoraLayer):
+            module.merge()
+            parent, child = name.rsplit(".", 1)
+            setattr(quantized.get_submodule(parent), child, module.get_base_layer())
+    with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao
+        warnings.simplefilter("ignore")
+        for layer in quantized.backbone.model.layers:
+            quantize_dynamic(layer, {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
+    return quantized
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -33,6 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.add_argument(
         "--warmup", type=int, default=1, help="untimed CPU batches (GPU: one pass over all batches)"
     )
+    args.add_argument("--int8", action="store_true", help="CPU: add the dynamic int8 lever")
     args = args.parse_args(argv)
     cuda = common.device().type == "cuda"
     batch_size = args.batch_size or (
@@ -80,9 +105,23 @@ def main(argv: list[str] | None = None) -> dict:
             lambda batch: other.score_shared_prefixes(**batch),
             variants["text"][1],
         )
+    int8 = args.int8 and not cuda
+    if int8:
+        quantized = int8_copy(ours).eval()
+        variants["text_int8"] = (lambda batch: quantized.score_shared_prefixes(**batch), variants["text"][1])
     warmup = common.warmup_rounds(steps, args.warmup)
     with torch.inference_mode(), common.autocast(bf16):
         timings = common.interleave(variants, warmup, steps)
+        if int8:  # probabilities on every timed row, ours against its int8 copy
+            moved = torch.cat(
+                [
+                    (
+                        torch.sigmoid(quantized.score_shared_prefixes(**b))
+                        - torch.sigmoid(ours.score_shared_prefixes(**b))
+                    ).abs()
+                    for b in variants["text"][1]
+                ]
+            )
     speed = {name: timing.samples_per_s for name, timing in timings.items()}
     tokens = {name: common.token_stats(batches) for name, (_, batches) in variants.items()}
     sharing = common.prefix_sharing(common.encode_rows(text, rows))
@@ -105,6 +144,17 @@ def main(argv: list[str] | None = None) -> dict:
                 else None
             ),
             "matmul_ceiling": round(plain_macs / ours_macs, 2),
+            **(
+                {
+                    "int8_lever": round(speed["text_int8"] / speed["text"], 3),
+                    "int8_probability_change": {
+                        "max": round(float(moved.max()), 4),
+                        "mean": round(float(moved.mean()), 4),
+                    },
+                }
+                if int8
+                else {}
+            ),
             "prefix_sharing": {
                 "rows": sharing,
                 "whole_split": common.prefix_sharing(common.encode_rows(text, data.rows)),

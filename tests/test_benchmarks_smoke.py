@@ -5,11 +5,13 @@ The scripts run in this process (their ``main(argv)``), so torch/transformers/pe
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from peft.tuners.lora import LoraLayer
 
 from benchmarks import common, eval_throughput, memory, pipeline_throughput, ranking, train_throughput
 
@@ -18,7 +20,7 @@ from benchmarks import common, eval_throughput, memory, pipeline_throughput, ran
     ("module", "extra"),
     [
         (train_throughput, ["--levers"]),
-        (eval_throughput, []),
+        (eval_throughput, ["--int8"]),
         (ranking, ["--candidates", "8"]),
         (pipeline_throughput, ["--batch-size", "3"]),
     ],
@@ -34,6 +36,8 @@ def test_benchmark_tiny(module, extra: list[str], tmp_path: Path, capsys) -> Non
         assert record["scores_equal"], record["max_abs_score_difference"]
     if module is eval_throughput:
         assert record["matmul_ceiling"] > 1 and record["hybrid_vs_plain_on_hybrid_prompts"] > 0
+        if not torch.cuda.is_available():  # --int8 is a CPU lever
+            assert record["int8_lever"] > 0 and record["int8_probability_change"]["max"] < 0.01
     if module is train_throughput:  # stage 2 against plain on its own prompt lengths too
         assert record["stage2_vs_plain_on_hybrid_prompts"] > 0
         assert (
@@ -72,3 +76,26 @@ def test_linear_macs_count_each_decoder_matmul_once_and_the_head_apart() -> None
         layers * (per_layer + lora),
         vocab * hidden,
     )
+
+
+def test_int8_copy_scores_like_the_model_with_its_lora_merged() -> None:
+    args = common.parser("int8").parse_args(["--tiny"])
+    tokenizer = common.load_tokenizer(args)
+    data = common.load_data(True, "test")
+    ours, processor = common.build_ours(common.make_backbone(args, tokenizer), tokenizer, data, torch.float32)
+    torch.manual_seed(0)
+    untrained = copy.deepcopy(ours).eval()
+    for name, parameter in ours.named_parameters():
+        if "lora_B" in name:  # a trained adapter, so that merging it matters
+            parameter.data.normal_(std=0.5)
+    ours.eval()
+    rows = common.sample_users(data, 8, args.seed)
+    batch = common.ours_batches(processor.with_settings(hybrid=False), rows, 8, len(tokenizer))[0]
+    batch = {key: value for key, value in batch.items() if key != "labels"}
+    quantized = eval_throughput.int8_copy(ours)
+    assert not any(isinstance(module, LoraLayer) for module in quantized.modules())
+    with torch.inference_mode():
+        reference = ours.score_shared_prefixes(**batch)
+        lora_effect = (reference - untrained.score_shared_prefixes(**batch)).abs().max()
+        quantization_error = (quantized.score_shared_prefixes(**batch) - reference).abs().max()
+    assert quantization_error < lora_effect / 10, (quantization_error, lora_effect)
