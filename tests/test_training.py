@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -154,6 +155,21 @@ def test_resume_from_a_checkpoint_ends_with_the_same_metrics(
 def test_same_seed_same_metrics(inputs: dict[str, Path], finished: tuple[Path, dict], tmp_path: Path) -> None:
     _, summary = finished
     again = run_experiment(tiny_config(inputs, tmp_path / "again"), command="test")
+    assert again["row"]["test"] == summary["row"]["test"]
+
+
+def test_rerun_of_a_finished_run_reloads_its_stages_and_says_so(
+    inputs: dict[str, Path], finished: tuple[Path, dict], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out, summary = finished
+    shutil.copytree(out, tmp_path / "run")
+    with caplog.at_level(logging.WARNING, logger="ccf_llm.training.trainer"):
+        again = run_experiment(tiny_config(inputs, tmp_path / "run"), command="test")
+    assert all(stage.get("skipped") for stage in again["stages"].values()) and len(again["stages"]) == 2
+    assert [record.getMessage().split(":")[0] for record in caplog.records] == [
+        "stage 'text'",
+        "stage 'fusion'",
+    ]
     assert again["row"]["test"] == summary["row"]["test"]
 
 

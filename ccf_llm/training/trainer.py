@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import time
@@ -23,6 +24,8 @@ from ..atomic import replaced_atomically, write_text_atomically
 from ..metrics import ctr_metrics
 from .config import StageConfig
 from .stages import set_trainable
+
+logger = logging.getLogger(__name__)
 
 ENCODED_COLUMNS = ("input_ids", "title_index", "history_ids", "item_id", "user_id")
 TRAINABLE_FILE = "trainable.safetensors"
@@ -213,6 +216,12 @@ def run_stage(
     trainable = set_trainable(model, stage_name)
     done = output_dir / TRAINABLE_FILE
     if done.is_file():
+        logger.warning(
+            "stage %r: %s holds this stage's finished weights; reloading them instead of training "
+            "(delete that folder to train the stage again)",
+            stage_name,
+            done,
+        )
         model.load_state_dict(load_file(done), strict=False)
         return {"skipped": True, "trainable": len(trainable)}
     valid = valid.select(evaluation_order(valid))  # no metric depends on row order
