@@ -168,8 +168,16 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         """``PreTrainedModel.from_pretrained``, except that a CF table missing from the weights or sized unlike the
-        config is a ``ValueError`` naming the table and both sizes: random CF rows would score silently wrong."""
+        config is a ``ValueError`` naming the table and both sizes: random CF rows would score silently wrong; and
+        that without a ``dtype`` (or with ``"auto"``, and without a ``device_map``), a machine that would emulate bf16
+        loads the weights in float32: published folders store bf16, which runs several times slower there."""
         ignore_mismatched = kwargs.pop("ignore_mismatched_sizes", False)
+        if (
+            kwargs.get("dtype", kwargs.get("torch_dtype")) in (None, "auto")
+            and kwargs.get("device_map") is None
+        ):
+            kwargs.pop("torch_dtype", None)
+            kwargs["dtype"] = "auto" if native_bf16() else torch.float32
         wants_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(
             *args, ignore_mismatched_sizes=True, output_loading_info=True, **kwargs

@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import modeling_ccf
 import pipeline_ccf
 from ccf_llm.testing import make_tiny
 from modeling_ccf import CCFLLMForCTR
@@ -285,3 +286,17 @@ def test_bf16_weights_run_in_float32_on_a_cpu_without_native_bf16(
         reference = CCFLLMForCTR.from_pretrained(pipe.model.name_or_path, dtype=torch.bfloat16).float()
         expected = CCFLLMPipeline(model=reference, processor=pipe.processor, device="cpu")
         assert yes(converted(request)) == pytest.approx(yes(expected(request)), abs=1e-6)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_weights_load_in_float32_where_the_cpu_would_emulate_bf16(
+    pipe: CCFLLMPipeline, tmp_path: Path, monkeypatch, native: bool
+) -> None:
+    """``from_pretrained`` (also through ``AutoModel``) without a dtype, or with "auto": bf16 where it is native,
+    float32 where it would be emulated; an explicit dtype wins."""
+    CCFLLMForCTR.from_pretrained(pipe.model.name_or_path, dtype=torch.bfloat16).save_pretrained(tmp_path)
+    monkeypatch.setattr(modeling_ccf, "native_bf16", lambda: native)
+    by_default = torch.bfloat16 if native else torch.float32
+    assert CCFLLMForCTR.from_pretrained(tmp_path).dtype == by_default
+    assert CCFLLMForCTR.from_pretrained(tmp_path, dtype="auto").dtype == by_default
+    assert CCFLLMForCTR.from_pretrained(tmp_path, dtype=torch.bfloat16).dtype == torch.bfloat16

@@ -192,8 +192,11 @@ def test_main_job_on_a_tiny_backbone(
     shown = capfd.readouterr().out
     assert "top-5 of 9 candidates" in shown and "P(Yes) =" in shown, shown[-2000:]
     assert "no user id, history" in shown  # a list of requests
-    runs_in = "bfloat16" if native_bf16() else "float32"  # the pipeline's defaults on this CPU
-    assert f"pipeline: torch.{runs_in} weights (the folder's: torch.bfloat16)" in shown, shown[-2000:]
+    runs_in = "bfloat16" if native_bf16() else "float32"  # the defaults on this CPU
+    assert (
+        f"weights: stored in bfloat16; AutoModel loads torch.{runs_in}, the pipeline runs torch.{runs_in}"
+        in shown
+    ), shown[-2000:]
     assert "model card: YAML parses; its 6 model-index numbers equal row" in shown
     assert (folder / "README.md").is_file() and (folder / "handler.py").is_file()
     row = json.loads((tmp_path / "results.json").read_text())["rows"][0]

@@ -1,6 +1,6 @@
 """A training run (``<run>/model`` + ``<run>/metrics.json``) -> a Hub-ready model folder, written atomically.
 
-The folder holds the model in bfloat16 (loading it gives bfloat16 unless ``dtype`` says otherwise), the
+The folder holds the model in bfloat16 (loaded as such where bf16 is native, else as float32; ``dtype`` chooses), the
 tokenizer, the item catalog, every remote-code file (configuration, modeling, processing, pipeline), the
 Inference Endpoints ``handler.py`` and the model card. ``config.json`` carries ``auto_map`` and the
 ``custom_pipelines`` entry, so ``pipeline(model=folder, trust_remote_code=True)`` needs nothing else.

@@ -8,6 +8,7 @@ import importlib.abc
 import json
 import sys
 import warnings
+from pathlib import Path
 
 BLOCKED = {"ccf_llm", "configuration_ccf", "modeling_ccf", "processing_ccf", "pipeline_ccf"}
 
@@ -25,9 +26,10 @@ def main(folder: str) -> None:
 
     model = AutoModel.from_pretrained(folder, trust_remote_code=True)
     print(f"AutoModel: {type(model).__module__}.{type(model).__name__}, fusion={model.config.fusion}")
-    # The defaults a user gets: bf16 weights, run in float32 on a CPU that would emulate bf16.
+    # The defaults a user gets: the stored bf16 weights, loaded in float32 on a CPU that would emulate bf16.
+    stored = json.loads((Path(folder) / "config.json").read_text())["dtype"]
     ctr = pipeline(model=folder, trust_remote_code=True, device="cpu")
-    print(f"pipeline: {ctr.model.dtype} weights (the folder's: {model.dtype})")
+    print(f"weights: stored in {stored}; AutoModel loads {model.dtype}, the pipeline runs {ctr.model.dtype}")
     catalog = ctr.processor.catalog
     titles = [catalog[iid] for iid in sorted(catalog)[:12]]
     history, candidates = titles[:3], titles[3:12]
