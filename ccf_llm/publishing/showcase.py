@@ -27,7 +27,7 @@ def main(folder: str) -> None:
     model = AutoModel.from_pretrained(folder, trust_remote_code=True)
     print(f"AutoModel: {type(model).__module__}.{type(model).__name__}, fusion={model.config.fusion}")
     # The defaults a user gets: the stored bf16 weights, loaded in float32 on a CPU that would emulate bf16.
-    stored = json.loads((Path(folder) / "config.json").read_text())["dtype"]
+    stored = json.loads((Path(folder) / "config.json").read_text()).get("dtype", "an unnamed dtype")
     ctr = pipeline(model=folder, trust_remote_code=True, device="cpu")
     print(f"weights: stored in {stored}; AutoModel loads {model.dtype}, the pipeline runs {ctr.model.dtype}")
     catalog = ctr.processor.catalog
