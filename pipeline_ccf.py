@@ -183,8 +183,8 @@ class CCFLLMPipeline(Pipeline):
         super().__init__(model=model, processor=processor, **kwargs)
         self.model.eval()  # LoRA dropout would make scores random
         if self.model.device.type == "cpu" and self.model.dtype == torch.bfloat16 and not native_bf16():
-            # Published folders hold bf16 weights; a CPU without AMX or AVX512-BF16 emulates bf16 several times
-            # slower than it runs float32.
+            # Only a model loaded with an explicit bf16 dtype or built by hand gets here (from_pretrained's default
+            # is float32 on such a CPU); a CPU without AMX or AVX512-BF16 emulates bf16 several times slower.
             warnings.warn(
                 "this CPU has no native bf16 (AMX or AVX512-BF16): the model's bfloat16 weights are converted "
                 "to float32, which runs several times faster here; load it with dtype=torch.float32 to skip this",
