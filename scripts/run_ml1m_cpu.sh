@@ -8,7 +8,9 @@
 # BF16=1 LORA_INIT=1 stage 1 and the 16,384-row stage 2 again with LoRA starting at B = 0 (and with BIASES_CF=1 also
 # stage 2 from it on 8,192 and 16,384 rows reading user + item biases alone), BF16=1 SEEDS=1 stage 2
 # with six training seeds, BF16=1 HISTORY10=1 stage 2 on 8,192 rows with the 10 most recent liked titles (and with 5
-# under two seeds), BF16=1 STAGE2_LR=1 stage 2 on 8,192 rows at learning rates 3e-3 and 1e-3. Last, bootstrap
+# under two seeds), BF16=1 STAGE2_LR=1 stage 2 on 8,192 rows at learning rates 3e-3 and 1e-3, BF16=1 TUNE_LORA_ROWS=1
+# stage 2 on 8,192 rows tuning LoRA too (from LORA_INIT=1's stage 1, against the biases model), BF16=1 STAGE1_LR=1
+# stage 1 at learning rates 2e-3 and 5e-3 (against LORA_INIT=1's stage 1). Last, bootstrap
 # intervals of every finished run's test AUC; FULL_TEST=1 also scores every finished run's model (and the all-rows
 # run's last checkpoint) on the whole test split and compares those.
 set -euo pipefail
@@ -149,6 +151,29 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     done
     python scripts/compare_runs.py outputs/ml1m-cpu/rows8192-lr3e-3-bf16 outputs/cf/ml1m/mf_bias/cpu-subsample-rows \
       --baseline outputs/ml1m-cpu/rows8192-lr1e-3-bf16 --out results/ml1m_cpu_stage2_lr_intervals.json
+  fi
+  if [ -n "${TUNE_LORA_ROWS:-}" ]; then  # with thousands of rows, does tuning LoRA beside ALG/GATE let the LLM add to the
+    stage1=outputs/ml1m-cpu/tallrec-bf16-lora-init  # biases it reads? 8,192 rows from LORA_INIT's stage 1 (~60 min)
+    [ -d "$stage1" ] || { echo "TUNE_LORA_ROWS=1 starts from LORA_INIT=1's stage 1 ($stage1): add LORA_INIT=1" >&2; exit 2; }
+    bash scripts/cf_tables.sh biases
+    python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases --config "$cfg" \
+      --method "User + item biases (MF-bias with d = 0) (cpu-subsample rows)" --out outputs/cf/ml1m/biases/cpu-subsample-rows
+    method="CCF-LLM (stage 2 on 8,192 rows, also tunes LoRA, bf16) (cpu-subsample)"
+    STAGE1=$stage1 stage2_bf16 rows8192-tune-lora-bf16 --set max_train_rows=8192 --set stage2_tunes_lora=true \
+      --set stage2.evals_per_epoch=2 --resume --method "$method"
+    methods+=(--method "$method")
+    python scripts/compare_runs.py outputs/ml1m-cpu/rows8192-tune-lora-bf16 outputs/cf/ml1m/mf_bias/cpu-subsample-rows \
+      --baseline outputs/cf/ml1m/biases/cpu-subsample-rows --out results/ml1m_cpu_tune_lora_intervals.json
+  fi
+  if [ -n "${STAGE1_LR:-}" ]; then  # does stage 1 learn from text at a higher learning rate than 5e-4? TALLRec on the
+    for lr in 2e-3 5e-3; do  # same 1,024 rows (~17 min each), against LORA_INIT's stage 1 (the same but for the rate)
+      method="TALLRec (bf16, stage-1 lr $lr) (cpu-subsample)"
+      python scripts/train.py --config "$cfg" --set bf16=true --fusion text_only --set stage1.learning_rate="${lr/e/.0e}" \
+        --method "$method" --output-dir "outputs/ml1m-cpu/tallrec-bf16-lr$lr" >> "outputs/ml1m-cpu/tallrec-bf16-lr$lr.log" 2>&1
+      methods+=(--method "$method")
+    done
+    python scripts/compare_runs.py outputs/ml1m-cpu/tallrec-bf16-lr{2e-3,5e-3} \
+      --baseline outputs/ml1m-cpu/tallrec-bf16-lora-init --out results/ml1m_cpu_stage1_lr_intervals.json
   fi
   python scripts/make_plots.py outputs/ml1m-cpu --prefix ml1m_cpu_ "${methods[@]}"
 fi
