@@ -31,11 +31,12 @@ TARGET = 3.0
 
 
 def int8_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy with LoRA merged into its base layers (dynamic quantization cannot wrap peft's layers) and every
-    decoder Linear layer in dynamic int8; the Yes/No head and the fusion stay fp32."""
+    """An fp32 copy with LoRA merged into its base layers (dynamic quantization cannot wrap peft's layers) and
+    every decoder Linear layer in dynamic int8; the Yes/No head and the fusion stay fp32. The int8 kernels take
+    fp32 activations only, so the copy is fp32 whatever the model's dtype and runs outside autocast."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    quantized = copy.deepcopy(model)
+    quantized = copy.deepcopy(model).float()
     for name, module in list(quantized.named_modules()):
         if isinstance(module, LoraLayer):
             module.merge()
@@ -108,7 +109,12 @@ def main(argv: list[str] | None = None) -> dict:
     int8 = args.int8 and not cuda
     if int8:
         quantized = int8_copy(ours).eval()
-        variants["text_int8"] = (lambda batch: quantized.score_shared_prefixes(**batch), variants["text"][1])
+
+        def score_int8(batch: dict) -> torch.Tensor:
+            with torch.autocast("cpu", enabled=False):
+                return quantized.score_shared_prefixes(**batch)
+
+        variants["text_int8"] = (score_int8, variants["text"][1])
     warmup = common.warmup_rounds(steps, args.warmup)
     with torch.inference_mode(), common.autocast(bf16):
         timings = common.interleave(variants, warmup, steps)
@@ -116,8 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
             moved = torch.cat(
                 [
                     (
-                        torch.sigmoid(quantized.score_shared_prefixes(**b))
-                        - torch.sigmoid(ours.score_shared_prefixes(**b))
+                        torch.sigmoid(score_int8(b)) - torch.sigmoid(ours.score_shared_prefixes(**b).float())
                     ).abs()
                     for b in variants["text"][1]
                 ]
