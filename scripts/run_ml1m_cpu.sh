@@ -166,7 +166,7 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
       --baseline outputs/cf/ml1m/biases/cpu-subsample-rows --out results/ml1m_cpu_tune_lora_intervals.json
   fi
   if [ -n "${STAGE1_LR:-}" ]; then  # does stage 1 learn more from text at another learning rate than 5e-4, or with more
-    for lr in 2e-4 2e-3 5e-3; do  # passes? TALLRec on the same 1,024 rows (~17 min each; 3 epochs ~50 min), against
+    for lr in 2e-4 2e-3 5e-3; do  # passes? TALLRec on the same 1,024 rows (~17 min each; 3 epochs ~32 min), against
       method="TALLRec (bf16, stage-1 lr $lr) (cpu-subsample)"  # LORA_INIT's stage 1 (the same but for that setting)
       python scripts/train.py --config "$cfg" --set bf16=true --fusion text_only --set stage1.learning_rate="${lr/e/.0e}" \
         --method "$method" --output-dir "outputs/ml1m-cpu/tallrec-bf16-lr$lr" >> "outputs/ml1m-cpu/tallrec-bf16-lr$lr.log" 2>&1
