@@ -56,6 +56,11 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     python scripts/train.py --config "$cfg" --set bf16=true --init-from "${STAGE1:-outputs/ml1m-cpu/tallrec-bf16}" "$@" \
       --output-dir "outputs/ml1m-cpu/$name" >> "outputs/ml1m-cpu/$name.log" 2>&1
   }
+  stage1_bf16() {  # a TALLRec run (stage 1 alone) with its own settings, the same way
+    local name=$1; shift
+    python scripts/train.py --config "$cfg" --set bf16=true --fusion text_only "$@" \
+      --output-dir "outputs/ml1m-cpu/$name" >> "outputs/ml1m-cpu/$name.log" 2>&1
+  }
   for rows in 8,192 16,384; do  # ~70 and ~125 min on 2 cores
     method="CCF-LLM (stage 2 on $rows rows, bf16) (cpu-subsample)"
     stage2_bf16 "rows${rows//,/}-bf16" --set max_train_rows="${rows//,/}" --method "$method"
@@ -92,8 +97,7 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
   fi
   if [ -n "${LORA_INIT:-}" ]; then  # stage 1 again with LoRA's B = 0 at start (the fix of 886159b; ~15 min), then
     method="TALLRec (bf16, LoRA B = 0 at start) (cpu-subsample)"  # stage 2 from it on 16,384 rows (~2 h, resumable)
-    python scripts/train.py --config "$cfg" --set bf16=true --fusion text_only --method "$method" \
-      --output-dir outputs/ml1m-cpu/tallrec-bf16-lora-init >> outputs/ml1m-cpu/tallrec-bf16-lora-init.log 2>&1
+    stage1_bf16 tallrec-bf16-lora-init --method "$method"
     method="CCF-LLM (stage 2 on 16,384 rows, bf16, LoRA B = 0 at start) (cpu-subsample)"
     STAGE1=outputs/ml1m-cpu/tallrec-bf16-lora-init stage2_bf16 rows16384-bf16-lora-init --set max_train_rows=16384 \
       --set stage2.evals_per_epoch=2 --resume --method "$method"
@@ -166,18 +170,18 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
       --baseline outputs/cf/ml1m/biases/cpu-subsample-rows --out results/ml1m_cpu_tune_lora_intervals.json
   fi
   if [ -n "${STAGE1_LR:-}" ]; then  # does stage 1 learn more from text at another learning rate than 5e-4, or with more
-    for lr in 2e-4 2e-3 5e-3; do  # passes? TALLRec on the same 1,024 rows (~17 min each; 3 epochs ~32 min), against
-      method="TALLRec (bf16, stage-1 lr $lr) (cpu-subsample)"  # LORA_INIT's stage 1 (the same but for that setting)
-      python scripts/train.py --config "$cfg" --set bf16=true --fusion text_only --set stage1.learning_rate="${lr/e/.0e}" \
-        --method "$method" --output-dir "outputs/ml1m-cpu/tallrec-bf16-lr$lr" >> "outputs/ml1m-cpu/tallrec-bf16-lr$lr.log" 2>&1
+    stage1=outputs/ml1m-cpu/tallrec-bf16-lora-init  # passes? TALLRec on the same 1,024 rows (~17 min each; 3 epochs
+    [ -d "$stage1" ] || { echo "STAGE1_LR=1 compares with LORA_INIT=1's stage 1 ($stage1): add LORA_INIT=1" >&2; exit 2; }
+    for lr in 2e-4 2e-3 5e-3; do  # ~32 min), against LORA_INIT's stage 1 (the same but for that setting)
+      method="TALLRec (bf16, stage-1 lr $lr) (cpu-subsample)"
+      stage1_bf16 "tallrec-bf16-lr$lr" --set stage1.learning_rate="${lr/e/.0e}" --method "$method"
       methods+=(--method "$method")
     done
     method="TALLRec (bf16, stage 1 for 3 epochs) (cpu-subsample)"  # valid AUC after each epoch picks the checkpoint
-    python scripts/train.py --config "$cfg" --set bf16=true --fusion text_only --set stage1.epochs=3 \
-      --method "$method" --output-dir outputs/ml1m-cpu/tallrec-bf16-epochs3 >> outputs/ml1m-cpu/tallrec-bf16-epochs3.log 2>&1
+    stage1_bf16 tallrec-bf16-epochs3 --set stage1.epochs=3 --method "$method"
     methods+=(--method "$method")
     python scripts/compare_runs.py outputs/ml1m-cpu/tallrec-bf16-lr{2e-4,2e-3,5e-3} outputs/ml1m-cpu/tallrec-bf16-epochs3 \
-      --baseline outputs/ml1m-cpu/tallrec-bf16-lora-init --out results/ml1m_cpu_stage1_lr_intervals.json
+      --baseline "$stage1" --out results/ml1m_cpu_stage1_lr_intervals.json
   fi
   python scripts/make_plots.py outputs/ml1m-cpu --prefix ml1m_cpu_ "${methods[@]}"
 fi
