@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -372,6 +373,64 @@ def test_gpu_results_script_runs_the_main_rows_on_a_tiny_backbone(
     assert (tmp_path / "outputs" / "cf" / "ml1m" / "mf_bias" / "cf_tables.safetensors").is_file()
     summary = [line for line in done.stdout.splitlines() if " valid " in line and " test " in line]
     assert sorted(line.split()[0] for line in summary) == ["CCF-LLM", "CoLLM", "TALLRec"], done.stdout[-2000:]
+
+
+def test_gpu_session_sends_back_what_the_device_tool_returns_and_fetch_restores_it(tmp_path: Path) -> None:
+    """The device tool returns at most 8 plain files from $OUT (16 MiB each, 64 MiB in all, no folders kept):
+    `gpu_session.sh collect` must fit a session's run files, logs, benchmark results and the main runs' weights
+    into that, and `fetch` must put each back where it was; weights too large to fit are dropped, nothing else."""
+    repo = Path(__file__).resolve().parents[1]
+    device, here, out = tmp_path / "device", tmp_path / "here", tmp_path / "out"
+    for root in (device, here):
+        (root / "results").mkdir(parents=True)
+        (root / "scripts").symlink_to(repo / "scripts")
+    out.mkdir()
+    kept: dict[str, bytes] = {}
+
+    def write(path: str, size: int, keep: bool) -> None:
+        (device / path).parent.mkdir(parents=True, exist_ok=True)
+        (device / path).write_bytes(data := os.urandom(size))  # incompressible, as trained weights nearly are
+        if keep:
+            kept[path] = data
+
+    def session(verb: str, cwd: Path) -> subprocess.CompletedProcess:
+        command = ["bash", "scripts/gpu_session.sh", verb, str(out)]
+        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        files = list(out.iterdir())
+        assert len(files) <= 8 and all(f.is_file() and re.fullmatch(r"[\w.-]+", f.name) for f in files)
+        sizes = [f.stat().st_size for f in files]
+        assert max(sizes) <= 16 * 2**20 and sum(sizes) <= 64 * 2**20
+        return done
+
+    write("benchmarks/results/earlier_cpu.json", 100, keep=False)  # committed before the session: not sent
+    os.utime(device / "benchmarks/results/earlier_cpu.json", (0, 0))
+    for name in ("gpu.txt", "run_ml1m.log", "run_gpu.log", "ml1m.json"):
+        (out / name).write_text(name)
+    for run in ("tallrec", "ccf-llm", "collm", "recent-rows", "add"):  # "add" is an ablation: no weights sent
+        for file in ("metrics.json", "gates.json", "test_scores.parquet", "stage2/trainer_state.json"):
+            write(f"outputs/ml1m/{run}/{file}", 50_000, keep=True)
+        write(f"outputs/ml1m/{run}.log", 1_000, keep=True)
+        write(f"outputs/ml1m/{run}/stage2/trainable.safetensors", 5_000_000, keep=run != "add")
+        write(f"outputs/ml1m/{run}/model/model.safetensors", 1_000, keep=False)  # the backbone's folder
+    write("benchmarks/results/train_throughput_smollm2_cuda.json", 100, keep=True)
+
+    session("collect", device)
+    assert len(list(out.glob("weights.tar.gz.part*"))) == 2  # 20 MB of weights in 15 MiB parts
+    for file in out.iterdir():
+        file.chmod(0o444)  # fetched files are read-only
+    session("fetch", here)
+    restored = {str(f.relative_to(here)) for f in here.rglob("*") if f.is_file() and "scripts" not in f.parts}
+    logs = {f"outputs/gpu-session/{name}" for name in ("gpu.txt", "run_ml1m.log", "run_gpu.log")}
+    assert restored == set(kept) | logs | {"results/ml1m.json"}
+    assert all((here / path).read_bytes() == data for path, data in kept.items())
+
+    for file in out.iterdir():
+        file.chmod(0o644)
+    for run in ("tallrec", "ccf-llm", "collm", "recent-rows"):  # 60 MB of weights: 4 parts, 9 files in all
+        write(f"outputs/ml1m/{run}/stage2/trainable.safetensors", 15_000_000, keep=True)
+    assert "weights archive is left out" in session("collect", device).stderr
+    assert not list(out.glob("weights*")) and list(out.glob("session.tar.gz.part0"))
 
 
 def test_bf16_on_a_cpu_that_emulates_it_is_kept_with_a_warning(monkeypatch) -> None:
