@@ -11,8 +11,9 @@
 #   bash scripts/gpu_session.sh fetch DIR   here, after it: the rows, run files and benchmark results from DIR
 #                                      (the call's files) into results/ml1m.json, outputs/ and benchmarks/results/
 #
-# run's options: ML1M_SECONDS (deadline of the ML-1M runs, default 400), BENCH_SECONDS (of the benchmarks,
-# default 150), MAIN_ONLY=1 (TALLRec, CCF-LLM and CoLLM only), MAX_PARALLEL and MIN_LEFT (run_ml1m.sh's).
+# run's options: ML1M_SECONDS (deadline of the ML-1M runs, default 400), BENCH_SECONDS (of the benchmarks;
+# default: what is left of the call's CALL_SECONDS, 590, once the ML-1M runs end, less 30 s for `collect`),
+# MAIN_ONLY=1 (TALLRec, CCF-LLM and CoLLM only), MAX_PARALLEL and MIN_LEFT (run_ml1m.sh's).
 # What the call sends back is at most 8 plain files in $OUT, 16 MiB each, 64 MiB in all, no subfolders kept
 # (the device tool's limits), so `collect` puts the run files into two split archives (see there).
 set -uo pipefail
@@ -33,7 +34,7 @@ pack() {
   for ((i = 0; i < n - 1; i++)); do
     echo "  call $((i + 1)): command='bash .device/unpack.sh'  carry=[\".device/unpack.sh\", \"${parts[i]}\"]"
   done
-  echo "  call $n: command='bash scripts/gpu_session.sh run'  timeout_s=590  carry=[\".device/unpack.sh\"," \
+  echo "  call $n: command='bash scripts/gpu_session.sh run'  timeout_s=${CALL_SECONDS:-590}  carry=[\".device/unpack.sh\"," \
     "\"${parts[n - 1]}\", \".device/ml-1m\", \"outputs/cf/ml1m/mf_bias\", \"outputs/cf/ml1m/mf\"]"
   echo "then, here: bash scripts/gpu_session.sh fetch FILES_AT"
 }
@@ -54,7 +55,12 @@ run() {
     bash scripts/run_ml1m.sh 2>&1 | tee "$out/run_ml1m.log"
   cp results/ml1m.json "$out/"
   collect "$out"  # now, so the rows come back even if the call is stopped in the benchmarks
-  timeout "${BENCH_SECONDS:-150}" bash benchmarks/run_gpu.sh 2>&1 | tee "$out/run_gpu.log"
+  local bench=${BENCH_SECONDS:-$((${CALL_SECONDS:-590} - 30 - SECONDS))}
+  if ((bench < 10)); then  # `timeout 0` would not stop it at all
+    echo "no time left for the benchmarks ($bench s)" | tee "$out/run_gpu.log"
+    return 0
+  fi
+  timeout "$bench" bash benchmarks/run_gpu.sh 2>&1 | tee "$out/run_gpu.log"
   collect "$out"
   return 0
 }
