@@ -18,6 +18,7 @@ import torch
 import transformers
 import yaml
 from datasets import Dataset
+from safetensors.torch import save_file
 from transformers import TrainingArguments
 from transformers.testing_utils import CaptureLogger
 
@@ -27,7 +28,7 @@ from ccf_llm.testing.make_tiny import tiny_model
 from ccf_llm.testing.tiny_run import tiny_ctr_data, tiny_run_settings, write_tiny_run_inputs
 from ccf_llm.training import ExperimentConfig, run_experiment
 from ccf_llm.training import run as run_module
-from ccf_llm.training.run import cpu_name, subsample, uses_bf16
+from ccf_llm.training.run import cpu_name, load_stage1_lora, subsample, uses_bf16
 from ccf_llm.training.trainer import TRAINABLE_FILE, CTRTrainer, evaluation_order, make_collator
 from modeling_ccf import native_bf16
 
@@ -341,6 +342,30 @@ def test_cpu_name_reads_the_first_model_name(tmp_path: Path) -> None:
     cpuinfo.write_text("processor\t: 0\n")
     assert cpu_name(cpuinfo) is None
     assert cpu_name(tmp_path / "missing") is None
+
+
+def test_init_from_loads_every_lora_weight_of_a_finished_run_or_says_why_not(tmp_path: Path) -> None:
+    """Stage 2 starts from a finished run's stage-1 LoRA, read from its stage1 weights or its saved model folder;
+    a LoRA on other modules (another ``lora_target_modules``) is an error, not a partial load."""
+    trained, _ = tiny_model("llama", "gate", seed=1)
+    with torch.no_grad():
+        for name, weight in trained.named_parameters():
+            if "lora_" in name:
+                weight.normal_()
+    lora = {name: weight.detach().clone() for name, weight in trained.named_parameters() if "lora_" in name}
+    (tmp_path / "run" / "stage1").mkdir(parents=True)
+    save_file(lora, tmp_path / "run" / "stage1" / TRAINABLE_FILE)
+    trained.save_pretrained(tmp_path / "saved" / run_module.MODEL_DIR)
+    for run in ("run", "saved"):
+        model, _ = tiny_model("llama", "gate")
+        load_stage1_lora(model, tmp_path / run)
+        state = model.state_dict()
+        assert all(torch.equal(state[name], weight) for name, weight in lora.items()), run
+    wider, _ = tiny_model("llama", "gate", lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    with pytest.raises(ValueError, match=r"weights missing .*, 0 unexpected"):
+        load_stage1_lora(wider, tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="no stage1"):
+        load_stage1_lora(wider, tmp_path)
 
 
 def test_gpu_results_script_runs_the_main_rows_on_a_tiny_backbone(
