@@ -173,6 +173,11 @@ def test_rerun_of_a_finished_run_reloads_its_stages_and_says_so(
         "stage 'fusion'",
     ]
     assert again["row"]["test"] == summary["row"]["test"]
+    other_lora = tiny_config(inputs, tmp_path / "run", lora_target_modules=["q_proj", "k_proj", "v_proj"])
+    with pytest.raises(
+        ValueError, match=r"stage 'text': .* does not match this model's settings: \d+ weights missing"
+    ):
+        run_experiment(other_lora, command="test")  # not a partial load of the q/v LoRA
 
 
 def test_main_job_on_a_tiny_backbone(
@@ -362,7 +367,7 @@ def test_init_from_loads_every_lora_weight_of_a_finished_run_or_says_why_not(tmp
         state = model.state_dict()
         assert all(torch.equal(state[name], weight) for name, weight in lora.items()), run
     wider, _ = tiny_model("llama", "gate", lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
-    with pytest.raises(ValueError, match=r"weights missing .*, 0 unexpected"):
+    with pytest.raises(ValueError, match=r"weights missing .*, 0 not in this model"):
         load_stage1_lora(wider, tmp_path / "run")
     with pytest.raises(FileNotFoundError, match="no stage1"):
         load_stage1_lora(wider, tmp_path)

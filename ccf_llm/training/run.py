@@ -27,7 +27,15 @@ from ..evaluation.compare import write_scores
 from ..evaluation.gates import gate_statistics
 from ..metrics import ctr_metrics
 from .config import ExperimentConfig, StageConfig
-from .trainer import TRAINABLE_FILE, WallClock, encode_dataset, predict_scores, run_stage, world_size
+from .trainer import (
+    TRAINABLE_FILE,
+    WallClock,
+    encode_dataset,
+    load_weights_of,
+    predict_scores,
+    run_stage,
+    world_size,
+)
 
 MODEL_DIR = "model"
 
@@ -79,15 +87,8 @@ def load_stage1_lora(model: CCFLLMForCTR, run_dir: str | Path) -> None:
             lora = {k: v for k, v in load_file(candidate).items() if "lora_" in k}
             if not lora:
                 raise ValueError(f"{candidate} holds no LoRA weights")
-            loaded = model.load_state_dict(lora, strict=False)  # a LoRA of another rank fails here, on shapes
-            missing = [key for key in loaded.missing_keys if "lora_" in key]
-            if missing or loaded.unexpected_keys:  # LoRA on other modules: a silent partial load otherwise
-                raise ValueError(
-                    f"init_from={run_dir}: its LoRA ({candidate.name}) is not on this model's modules "
-                    f"(lora_target_modules={model.config.lora_target_modules}): {len(missing)} LoRA weights "
-                    f"missing (e.g. {missing[:1]}), {len(loaded.unexpected_keys)} unexpected "
-                    f"(e.g. {loaded.unexpected_keys[:1]})"
-                )
+            expected = {name for name in model.state_dict() if "lora_" in name}
+            load_weights_of(model, lora, expected, f"init_from={run_dir}: the LoRA in {candidate.name}")
             return
     raise FileNotFoundError(
         f"init_from={run_dir}: no stage1/{TRAINABLE_FILE} or {MODEL_DIR}/model.safetensors"

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,20 @@ logger = logging.getLogger(__name__)
 
 ENCODED_COLUMNS = ("input_ids", "title_index", "history_ids", "item_id", "user_id")
 TRAINABLE_FILE = "trainable.safetensors"
+
+
+def load_weights_of(
+    model: torch.nn.Module, weights: dict[str, torch.Tensor], expected: Iterable[str], source: str
+) -> None:
+    """Load ``weights``, which must be exactly the ``expected`` parameters: weights written under other settings
+    (LoRA on other modules, another fusion) would otherwise load in part, silently (``strict=False``)."""
+    missing, extra = sorted(set(expected) - weights.keys()), sorted(weights.keys() - set(expected))
+    if missing or extra:
+        raise ValueError(
+            f"{source} does not match this model's settings: {len(missing)} weights missing (e.g. {missing[:1]}), "
+            f"{len(extra)} not in this model or not tuned here (e.g. {extra[:1]})"
+        )
+    model.load_state_dict(weights, strict=False)  # strict=False: the frozen rest is not in ``weights``
 
 
 def encode_dataset(dataset: Dataset, processor: CCFLLMProcessor, desc: str) -> Dataset:
@@ -222,7 +237,9 @@ def run_stage(
             stage_name,
             done,
         )
-        model.load_state_dict(load_file(done), strict=False)
+        load_weights_of(
+            model, load_file(done), trainable, f"stage {stage_name!r}: {done} (delete that folder to retrain)"
+        )
         return {"skipped": True, "trainable": len(trainable)}
     valid = valid.select(evaluation_order(valid))  # no metric depends on row order
     trainer = CTRTrainer(
