@@ -10,7 +10,8 @@
 # with six training seeds, BF16=1 HISTORY10=1 stage 2 on 8,192 rows with the 10 most recent liked titles (and with 5
 # under two seeds), BF16=1 STAGE2_LR=1 stage 2 on 8,192 rows at learning rates 3e-3 and 1e-3, BF16=1 TUNE_LORA_ROWS=1
 # stage 2 on 8,192 rows tuning LoRA too (from LORA_INIT=1's stage 1, against the biases model), BF16=1 STAGE1_LR=1
-# stage 1 at learning rates 2e-4, 2e-3 and 5e-3 and for 3 epochs (against LORA_INIT=1's stage 1). Last, bootstrap
+# stage 1 at learning rates 2e-4, 2e-3 and 5e-3 and for 3 epochs (against LORA_INIT=1's stage 1), BF16=1 ALL_LINEAR=1
+# stage 1 with LoRA on every Linear layer (against the same). Last, bootstrap
 # intervals of every finished run's test AUC; FULL_TEST=1 also scores every finished run's model (and the all-rows
 # run's last checkpoint) on the whole test split and compares those.
 set -euo pipefail
@@ -182,6 +183,16 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     methods+=(--method "$method")
     python scripts/compare_runs.py outputs/ml1m-cpu/tallrec-bf16-lr{2e-4,2e-3,5e-3} outputs/ml1m-cpu/tallrec-bf16-epochs3 \
       --baseline "$stage1" --out results/ml1m_cpu_stage1_lr_intervals.json
+  fi
+  if [ -n "${ALL_LINEAR:-}" ]; then  # does LoRA on every Linear layer, not q/v alone (DESIGN.md's suggestion for the
+    stage1=outputs/ml1m-cpu/tallrec-bf16-lora-init  # text side), learn more? TALLRec on the same 1,024 rows (~22 min)
+    [ -d "$stage1" ] || { echo "ALL_LINEAR=1 compares with LORA_INIT=1's stage 1 ($stage1): add LORA_INIT=1" >&2; exit 2; }
+    method="TALLRec (bf16, LoRA on all linear layers) (cpu-subsample)"
+    stage1_bf16 tallrec-bf16-all-linear --set "lora_target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]" \
+      --method "$method"
+    methods+=(--method "$method")
+    python scripts/compare_runs.py outputs/ml1m-cpu/tallrec-bf16-all-linear --baseline "$stage1" \
+      --out results/ml1m_cpu_all_linear_intervals.json
   fi
   python scripts/make_plots.py outputs/ml1m-cpu --prefix ml1m_cpu_ "${methods[@]}"
 fi
