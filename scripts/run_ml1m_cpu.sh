@@ -62,6 +62,10 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     python scripts/train.py --config "$cfg" --set bf16=true --fusion text_only "$@" \
       --output-dir "outputs/ml1m-cpu/$name" >> "outputs/ml1m-cpu/$name.log" 2>&1
   }
+  lora_init=outputs/ml1m-cpu/tallrec-bf16-lora-init  # LORA_INIT=1's stage 1: later blocks start from or compare with it
+  need_lora_init() {  # need_lora_init BLOCK: stop before BLOCK trains anything when that stage 1 is missing
+    [ -d "$lora_init" ] || { echo "$1=1 needs LORA_INIT=1's stage 1 ($lora_init): add LORA_INIT=1" >&2; exit 2; }
+  }
   for rows in 8,192 16,384; do  # ~70 and ~125 min on 2 cores
     method="CCF-LLM (stage 2 on $rows rows, bf16) (cpu-subsample)"
     stage2_bf16 "rows${rows//,/}-bf16" --set max_train_rows="${rows//,/}" --method "$method"
@@ -100,13 +104,13 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     method="TALLRec (bf16, LoRA B = 0 at start) (cpu-subsample)"  # stage 2 from it on 16,384 rows (~2 h, resumable)
     stage1_bf16 tallrec-bf16-lora-init --method "$method"
     method="CCF-LLM (stage 2 on 16,384 rows, bf16, LoRA B = 0 at start) (cpu-subsample)"
-    STAGE1=outputs/ml1m-cpu/tallrec-bf16-lora-init stage2_bf16 rows16384-bf16-lora-init --set max_train_rows=16384 \
+    STAGE1=$lora_init stage2_bf16 rows16384-bf16-lora-init --set max_train_rows=16384 \
       --set stage2.evals_per_epoch=2 --resume --method "$method"
     methods+=(--method "$method")
   fi
   if [ -n "${BIASES_CF:-}" ]; then  # the LLM reading user + item biases alone (d = 0 tables: user [b_u + b_0, 1], item
-    stage1=outputs/ml1m-cpu/tallrec-bf16-lora-init  # [1, b_i]) instead of MF-bias's, from LORA_INIT's stage 1 (~40 and ~75 min)
-    [ -d "$stage1" ] || { echo "BIASES_CF=1 starts from LORA_INIT=1's stage 1 ($stage1): add LORA_INIT=1" >&2; exit 2; }
+    stage1=$lora_init  # [1, b_i]) instead of MF-bias's, from LORA_INIT's stage 1 (~40 and ~75 min)
+    need_lora_init BIASES_CF
     bash scripts/cf_tables.sh biases
     python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases --config "$cfg" \
       --method "User + item biases (MF-bias with d = 0) (cpu-subsample rows)" \
@@ -158,8 +162,8 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
       --baseline outputs/ml1m-cpu/rows8192-lr1e-3-bf16 --out results/ml1m_cpu_stage2_lr_intervals.json
   fi
   if [ -n "${TUNE_LORA_ROWS:-}" ]; then  # with thousands of rows, does tuning LoRA beside ALG/GATE let the LLM add to the
-    stage1=outputs/ml1m-cpu/tallrec-bf16-lora-init  # biases it reads? 8,192 rows from LORA_INIT's stage 1 (~60 min)
-    [ -d "$stage1" ] || { echo "TUNE_LORA_ROWS=1 starts from LORA_INIT=1's stage 1 ($stage1): add LORA_INIT=1" >&2; exit 2; }
+    stage1=$lora_init  # biases it reads? 8,192 rows from LORA_INIT's stage 1 (~60 min)
+    need_lora_init TUNE_LORA_ROWS
     bash scripts/cf_tables.sh biases
     python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases --config "$cfg" \
       --method "User + item biases (MF-bias with d = 0) (cpu-subsample rows)" --out outputs/cf/ml1m/biases/cpu-subsample-rows
@@ -171,8 +175,8 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
       --baseline outputs/cf/ml1m/biases/cpu-subsample-rows --out results/ml1m_cpu_tune_lora_intervals.json
   fi
   if [ -n "${STAGE1_LR:-}" ]; then  # does stage 1 learn more from text at another learning rate than 5e-4, or with more
-    stage1=outputs/ml1m-cpu/tallrec-bf16-lora-init  # passes? TALLRec on the same 1,024 rows (~17 min each; 3 epochs
-    [ -d "$stage1" ] || { echo "STAGE1_LR=1 compares with LORA_INIT=1's stage 1 ($stage1): add LORA_INIT=1" >&2; exit 2; }
+    stage1=$lora_init  # passes? TALLRec on the same 1,024 rows (~17 min each; 3 epochs
+    need_lora_init STAGE1_LR
     for lr in 2e-4 2e-3 5e-3; do  # ~32 min), against LORA_INIT's stage 1 (the same but for that setting)
       method="TALLRec (bf16, stage-1 lr $lr) (cpu-subsample)"
       stage1_bf16 "tallrec-bf16-lr$lr" --set stage1.learning_rate="${lr/e/.0e}" --method "$method"
@@ -185,8 +189,8 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
       --baseline "$stage1" --out results/ml1m_cpu_stage1_lr_intervals.json
   fi
   if [ -n "${ALL_LINEAR:-}" ]; then  # does LoRA on every Linear layer, not q/v alone (DESIGN.md's suggestion for the
-    stage1=outputs/ml1m-cpu/tallrec-bf16-lora-init  # text side), learn more? TALLRec on the same 1,024 rows (~22 min)
-    [ -d "$stage1" ] || { echo "ALL_LINEAR=1 compares with LORA_INIT=1's stage 1 ($stage1): add LORA_INIT=1" >&2; exit 2; }
+    stage1=$lora_init  # text side), learn more? TALLRec on the same 1,024 rows (~22 min)
+    need_lora_init ALL_LINEAR
     method="TALLRec (bf16, LoRA on all linear layers) (cpu-subsample)"
     stage1_bf16 tallrec-bf16-all-linear --set "lora_target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]" \
       --method "$method"
