@@ -4,7 +4,8 @@
 # each on 2 cores, ~70 min for the 4,096-row ones; MAIN_ONLY=1 skips the ablations). Logs in
 # outputs/ml1m-cpu/; each run upserts its row into results/ml1m.json; missing MF tables are trained first.
 # BF16=1 adds the bf16 rows (native-bf16 CPUs), BF16=1 ALL_ROWS=1 also stage 2 on all train rows, BF16=1 STAGE1_ROWS=1
-# stage 1 on 8,192 rows, BF16=1 DIN_CF=1 the 16,384-row stage 2 with DIN's tables instead of MF-bias's,
+# stage 1 on 8,192 rows and stage 2 from it on 8,192 (against the biases model) and 16,384, BF16=1 DIN_CF=1 the
+# 16,384-row stage 2 with DIN's tables instead of MF-bias's,
 # BF16=1 LORA_INIT=1 stage 1 and the 16,384-row stage 2 again with LoRA starting at B = 0 (and with BIASES_CF=1 also
 # stage 2 from it on 8,192 and 16,384 rows reading user + item biases alone), BF16=1 SEEDS=1 stage 2
 # with six training seeds, BF16=1 HISTORY10=1 stage 2 on 8,192 rows with the 10 most recent liked titles (and with 5
@@ -79,12 +80,22 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     stage2_bf16 rows-all-bf16 --set max_train_rows=null --set stage2.evals_per_epoch=10 --resume --method "$method"
     methods+=(--method "$method")
   fi
-  if [ -n "${STAGE1_ROWS:-}" ]; then  # stage 1 on the 8,192 most recent rows (~1 h), then stage 2 from it on 16,384 (~2 h)
+  if [ -n "${STAGE1_ROWS:-}" ]; then  # stage 1 on the 8,192 most recent rows (~1 h), then stage 2 from it on 8,192 and 16,384
     method="TALLRec (8,192 rows, bf16) (cpu-subsample)"
     python scripts/train.py --config "$cfg" --set bf16=true --set max_train_rows=8192 --set stage1.evals_per_epoch=4 \
       --fusion text_only --resume --method "$method" --output-dir outputs/ml1m-cpu/tallrec-rows8192-bf16 \
       >> outputs/ml1m-cpu/tallrec-rows8192-bf16.log 2>&1
     methods+=(--method "$method")
+    method="CCF-LLM (stage 1 and stage 2 on 8,192 rows, bf16) (cpu-subsample)"  # as the 8,192-row rows but for
+    STAGE1=outputs/ml1m-cpu/tallrec-rows8192-bf16 stage2_bf16 stage1-rows8192-stage2-rows8192-bf16 \
+      --set max_train_rows=8192 --set stage2.evals_per_epoch=2 --resume --method "$method"  # its stage 1 (~1 h)
+    methods+=(--method "$method")
+    bash scripts/cf_tables.sh biases  # against the biases model on the same rows, as the other 8,192-row runs
+    python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases --config "$cfg" \
+      --method "User + item biases (MF-bias with d = 0) (cpu-subsample rows)" --out outputs/cf/ml1m/biases/cpu-subsample-rows
+    python scripts/compare_runs.py outputs/ml1m-cpu/stage1-rows8192-stage2-rows8192-bf16 \
+      outputs/cf/ml1m/mf_bias/cpu-subsample-rows --baseline outputs/cf/ml1m/biases/cpu-subsample-rows \
+      --out results/ml1m_cpu_stage1_rows_intervals.json
     method="CCF-LLM (stage 1 on 8,192 rows, stage 2 on 16,384, bf16) (cpu-subsample)"  # as the 16,384-row row
     STAGE1=outputs/ml1m-cpu/tallrec-rows8192-bf16 stage2_bf16 stage1-rows8192-bf16 --set max_train_rows=16384 \
       --set stage2.evals_per_epoch=2 --resume --method "$method"  # but for its stage 1, plus a halfway eval to resume
