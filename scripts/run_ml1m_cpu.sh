@@ -67,6 +67,12 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
   need_lora_init() {  # need_lora_init BLOCK: stop before BLOCK trains anything when that stage 1 is missing
     [ -d "$lora_init" ] || { echo "$1=1 needs LORA_INIT=1's stage 1 ($lora_init): add LORA_INIT=1" >&2; exit 2; }
   }
+  biases_model=outputs/cf/ml1m/biases/cpu-subsample-rows  # user + item biases on the CPU rows, what stage-2 runs are held against
+  score_biases_model() {
+    bash scripts/cf_tables.sh biases
+    python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases --config "$cfg" \
+      --method "User + item biases (MF-bias with d = 0) (cpu-subsample rows)" --out "$biases_model"
+  }
   for rows in 8,192 16,384; do  # ~70 and ~125 min on 2 cores
     method="CCF-LLM (stage 2 on $rows rows, bf16) (cpu-subsample)"
     stage2_bf16 "rows${rows//,/}-bf16" --set max_train_rows="${rows//,/}" --method "$method"
@@ -90,11 +96,9 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     STAGE1=outputs/ml1m-cpu/tallrec-rows8192-bf16 stage2_bf16 stage1-rows8192-stage2-rows8192-bf16 \
       --set max_train_rows=8192 --set stage2.evals_per_epoch=2 --resume --method "$method"  # its stage 1 (~1 h)
     methods+=(--method "$method")
-    bash scripts/cf_tables.sh biases  # against the biases model on the same rows, as the other 8,192-row runs
-    python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases --config "$cfg" \
-      --method "User + item biases (MF-bias with d = 0) (cpu-subsample rows)" --out outputs/cf/ml1m/biases/cpu-subsample-rows
+    score_biases_model
     python scripts/compare_runs.py outputs/ml1m-cpu/stage1-rows8192-stage2-rows8192-bf16 \
-      outputs/cf/ml1m/mf_bias/cpu-subsample-rows --baseline outputs/cf/ml1m/biases/cpu-subsample-rows \
+      outputs/cf/ml1m/mf_bias/cpu-subsample-rows --baseline "$biases_model" \
       --out results/ml1m_cpu_stage1_rows_intervals.json
     method="CCF-LLM (stage 1 on 8,192 rows, stage 2 on 16,384, bf16) (cpu-subsample)"  # as the 16,384-row row
     STAGE1=outputs/ml1m-cpu/tallrec-rows8192-bf16 stage2_bf16 stage1-rows8192-bf16 --set max_train_rows=16384 \
@@ -122,11 +126,8 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
   if [ -n "${BIASES_CF:-}" ]; then  # the LLM reading user + item biases alone (d = 0 tables: user [b_u + b_0, 1], item
     stage1=$lora_init  # [1, b_i]) instead of MF-bias's, from LORA_INIT's stage 1 (~40 and ~75 min)
     need_lora_init BIASES_CF
-    bash scripts/cf_tables.sh biases
-    python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases --config "$cfg" \
-      --method "User + item biases (MF-bias with d = 0) (cpu-subsample rows)" \
-      --out outputs/cf/ml1m/biases/cpu-subsample-rows  # the biases model itself on the same rows
-    cf_runs+=(outputs/cf/ml1m/biases/cpu-subsample-rows)
+    score_biases_model
+    cf_runs+=("$biases_model")
     for rows in 8,192 16,384; do
       method="CCF-LLM (biases tables, stage 2 on $rows rows, bf16) (cpu-subsample)"
       STAGE1=$stage1 stage2_bf16 "biases-rows${rows//,/}-bf16" --set max_train_rows="${rows//,/}" \
@@ -134,7 +135,7 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
       methods+=(--method "$method")
     done
     python scripts/compare_runs.py outputs/ml1m-cpu/biases-rows{8192,16384}-bf16 outputs/cf/ml1m/mf_bias/cpu-subsample-rows \
-      --baseline outputs/cf/ml1m/biases/cpu-subsample-rows --out results/ml1m_cpu_biases_intervals.json
+      --baseline "$biases_model" --out results/ml1m_cpu_biases_intervals.json
   fi
   if [ -n "${SEEDS:-}" ]; then  # how far a row moves with the training seed alone: stage 2 on 1,024 rows from the
     for seed in 42 43 44 45 46 47; do  # same stage 1 with six seeds, scored on the same rows (sample_seed); ~15 min each
@@ -175,15 +176,13 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
   if [ -n "${TUNE_LORA_ROWS:-}" ]; then  # with thousands of rows, does tuning LoRA beside ALG/GATE let the LLM add to the
     stage1=$lora_init  # biases it reads? 8,192 rows from LORA_INIT's stage 1 (~60 min)
     need_lora_init TUNE_LORA_ROWS
-    bash scripts/cf_tables.sh biases
-    python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases --config "$cfg" \
-      --method "User + item biases (MF-bias with d = 0) (cpu-subsample rows)" --out outputs/cf/ml1m/biases/cpu-subsample-rows
+    score_biases_model
     method="CCF-LLM (stage 2 on 8,192 rows, also tunes LoRA, bf16) (cpu-subsample)"
     STAGE1=$stage1 stage2_bf16 rows8192-tune-lora-bf16 --set max_train_rows=8192 --set stage2_tunes_lora=true \
       --set stage2.evals_per_epoch=2 --resume --method "$method"
     methods+=(--method "$method")
     python scripts/compare_runs.py outputs/ml1m-cpu/rows8192-tune-lora-bf16 outputs/cf/ml1m/mf_bias/cpu-subsample-rows \
-      --baseline outputs/cf/ml1m/biases/cpu-subsample-rows --out results/ml1m_cpu_tune_lora_intervals.json
+      --baseline "$biases_model" --out results/ml1m_cpu_tune_lora_intervals.json
   fi
   if [ -n "${STAGE1_LR:-}" ]; then  # does stage 1 learn more from text at another learning rate than 5e-4, or with more
     stage1=$lora_init  # passes? TALLRec on the same 1,024 rows (~17 min each; 3 epochs
