@@ -27,8 +27,9 @@ stage2() {
     --output-dir "outputs/ml1m-cpu/$name" "$@" > "outputs/ml1m-cpu/$name.log" 2>&1
 }
 stage2 ccf-llm  # next, the MF-bias model itself on the same rows
-python scripts/score_cf.py --cf-dir outputs/cf/ml1m/mf_bias --config "$cfg" --out outputs/cf/ml1m/mf_bias/cpu-subsample-rows
-python scripts/compare_runs.py outputs/cf/ml1m/mf_bias/cpu-subsample-rows --split valid \
+mf_bias_model=outputs/cf/ml1m/mf_bias/cpu-subsample-rows  # the tables the LLM runs read, scored on the CPU rows
+python scripts/score_cf.py --cf-dir outputs/cf/ml1m/mf_bias --config "$cfg" --out "$mf_bias_model"
+python scripts/compare_runs.py "$mf_bias_model" --split valid \
   --out results/ml1m_cpu_valid_sample_intervals.json  # how typical the 512 valid rows are: vs MF-bias's row (all 10,401)
 cf_runs=()  # CF models scored on the same rows, compared beside the LLM runs at the end
 stage2 collm --fusion cf_only --method "CoLLM (cpu-subsample)"
@@ -68,10 +69,10 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     [ -d "$lora_init" ] || { echo "$1=1 needs LORA_INIT=1's stage 1 ($lora_init): add LORA_INIT=1" >&2; exit 2; }
   }
   biases_model=outputs/cf/ml1m/biases/cpu-subsample-rows  # user + item biases on the CPU rows, what stage-2 runs are held against
-  score_biases_model() {
+  score_biases_model() {  # scored once: its tables, like every CF table here, are trained once
     bash scripts/cf_tables.sh biases
-    python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases --config "$cfg" \
-      --method "User + item biases (MF-bias with d = 0) (cpu-subsample rows)" --out "$biases_model"
+    [ -f "$biases_model/test_scores.parquet" ] || python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases \
+      --config "$cfg" --method "User + item biases (MF-bias with d = 0) (cpu-subsample rows)" --out "$biases_model"
   }
   for rows in 8,192 16,384; do  # ~70 and ~125 min on 2 cores
     method="CCF-LLM (stage 2 on $rows rows, bf16) (cpu-subsample)"
@@ -97,9 +98,8 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
       --set max_train_rows=8192 --set stage2.evals_per_epoch=2 --resume --method "$method"  # its stage 1 (~1 h)
     methods+=(--method "$method")
     score_biases_model
-    python scripts/compare_runs.py outputs/ml1m-cpu/stage1-rows8192-stage2-rows8192-bf16 \
-      outputs/cf/ml1m/mf_bias/cpu-subsample-rows --baseline "$biases_model" \
-      --out results/ml1m_cpu_stage1_rows_intervals.json
+    python scripts/compare_runs.py outputs/ml1m-cpu/stage1-rows8192-stage2-rows8192-bf16 "$mf_bias_model" \
+      --baseline "$biases_model" --out results/ml1m_cpu_stage1_rows_intervals.json
     method="CCF-LLM (stage 1 on 8,192 rows, stage 2 on 16,384, bf16) (cpu-subsample)"  # as the 16,384-row row
     STAGE1=outputs/ml1m-cpu/tallrec-rows8192-bf16 stage2_bf16 stage1-rows8192-bf16 --set max_train_rows=16384 \
       --set stage2.evals_per_epoch=2 --resume --method "$method"  # but for its stage 1, plus a halfway eval to resume
@@ -124,17 +124,16 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     methods+=(--method "$method")
   fi
   if [ -n "${BIASES_CF:-}" ]; then  # the LLM reading user + item biases alone (d = 0 tables: user [b_u + b_0, 1], item
-    stage1=$lora_init  # [1, b_i]) instead of MF-bias's, from LORA_INIT's stage 1 (~40 and ~75 min)
-    need_lora_init BIASES_CF
+    need_lora_init BIASES_CF  # [1, b_i]) instead of MF-bias's, from LORA_INIT's stage 1 (~40 and ~75 min)
     score_biases_model
     cf_runs+=("$biases_model")
     for rows in 8,192 16,384; do
       method="CCF-LLM (biases tables, stage 2 on $rows rows, bf16) (cpu-subsample)"
-      STAGE1=$stage1 stage2_bf16 "biases-rows${rows//,/}-bf16" --set max_train_rows="${rows//,/}" \
+      STAGE1=$lora_init stage2_bf16 "biases-rows${rows//,/}-bf16" --set max_train_rows="${rows//,/}" \
         --cf-dir outputs/cf/ml1m/biases --set stage2.evals_per_epoch=2 --resume --method "$method"
       methods+=(--method "$method")
     done
-    python scripts/compare_runs.py outputs/ml1m-cpu/biases-rows{8192,16384}-bf16 outputs/cf/ml1m/mf_bias/cpu-subsample-rows \
+    python scripts/compare_runs.py outputs/ml1m-cpu/biases-rows{8192,16384}-bf16 "$mf_bias_model" \
       --baseline "$biases_model" --out results/ml1m_cpu_biases_intervals.json
   fi
   if [ -n "${SEEDS:-}" ]; then  # how far a row moves with the training seed alone: stage 2 on 1,024 rows from the
@@ -170,23 +169,21 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
         --set stage2.evals_per_epoch=2 --resume --method "$method"
       methods+=(--method "$method")
     done
-    python scripts/compare_runs.py outputs/ml1m-cpu/rows8192-lr3e-3-bf16 outputs/cf/ml1m/mf_bias/cpu-subsample-rows \
+    python scripts/compare_runs.py outputs/ml1m-cpu/rows8192-lr3e-3-bf16 "$mf_bias_model" \
       --baseline outputs/ml1m-cpu/rows8192-lr1e-3-bf16 --out results/ml1m_cpu_stage2_lr_intervals.json
   fi
   if [ -n "${TUNE_LORA_ROWS:-}" ]; then  # with thousands of rows, does tuning LoRA beside ALG/GATE let the LLM add to the
-    stage1=$lora_init  # biases it reads? 8,192 rows from LORA_INIT's stage 1 (~60 min)
-    need_lora_init TUNE_LORA_ROWS
+    need_lora_init TUNE_LORA_ROWS  # biases it reads? 8,192 rows from LORA_INIT's stage 1 (~60 min)
     score_biases_model
     method="CCF-LLM (stage 2 on 8,192 rows, also tunes LoRA, bf16) (cpu-subsample)"
-    STAGE1=$stage1 stage2_bf16 rows8192-tune-lora-bf16 --set max_train_rows=8192 --set stage2_tunes_lora=true \
+    STAGE1=$lora_init stage2_bf16 rows8192-tune-lora-bf16 --set max_train_rows=8192 --set stage2_tunes_lora=true \
       --set stage2.evals_per_epoch=2 --resume --method "$method"
     methods+=(--method "$method")
-    python scripts/compare_runs.py outputs/ml1m-cpu/rows8192-tune-lora-bf16 outputs/cf/ml1m/mf_bias/cpu-subsample-rows \
+    python scripts/compare_runs.py outputs/ml1m-cpu/rows8192-tune-lora-bf16 "$mf_bias_model" \
       --baseline "$biases_model" --out results/ml1m_cpu_tune_lora_intervals.json
   fi
   if [ -n "${STAGE1_LR:-}" ]; then  # does stage 1 learn more from text at another learning rate than 5e-4, or with more
-    stage1=$lora_init  # passes? TALLRec on the same 1,024 rows (~17 min each; 3 epochs
-    need_lora_init STAGE1_LR
+    need_lora_init STAGE1_LR  # passes? TALLRec on the same 1,024 rows (~17 min each; 3 epochs
     for lr in 2e-4 2e-3 5e-3; do  # ~32 min), against LORA_INIT's stage 1 (the same but for that setting)
       method="TALLRec (bf16, stage-1 lr $lr) (cpu-subsample)"
       stage1_bf16 "tallrec-bf16-lr$lr" --set stage1.learning_rate="${lr/e/.0e}" --method "$method"
@@ -196,16 +193,15 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     stage1_bf16 tallrec-bf16-epochs3 --set stage1.epochs=3 --method "$method"
     methods+=(--method "$method")
     python scripts/compare_runs.py outputs/ml1m-cpu/tallrec-bf16-lr{2e-4,2e-3,5e-3} outputs/ml1m-cpu/tallrec-bf16-epochs3 \
-      --baseline "$stage1" --out results/ml1m_cpu_stage1_lr_intervals.json
+      --baseline "$lora_init" --out results/ml1m_cpu_stage1_lr_intervals.json
   fi
   if [ -n "${ALL_LINEAR:-}" ]; then  # does LoRA on every Linear layer, not q/v alone (DESIGN.md's suggestion for the
-    stage1=$lora_init  # text side), learn more? TALLRec on the same 1,024 rows (~22 min)
-    need_lora_init ALL_LINEAR
+    need_lora_init ALL_LINEAR  # text side), learn more? TALLRec on the same 1,024 rows (~22 min)
     method="TALLRec (bf16, LoRA on all linear layers) (cpu-subsample)"
     stage1_bf16 tallrec-bf16-all-linear --set "lora_target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]" \
       --method "$method"
     methods+=(--method "$method")
-    python scripts/compare_runs.py outputs/ml1m-cpu/tallrec-bf16-all-linear --baseline "$stage1" \
+    python scripts/compare_runs.py outputs/ml1m-cpu/tallrec-bf16-all-linear --baseline "$lora_init" \
       --out results/ml1m_cpu_all_linear_intervals.json
   fi
   python scripts/make_plots.py outputs/ml1m-cpu --prefix ml1m_cpu_ "${methods[@]}"
@@ -213,7 +209,7 @@ fi
 # Every finished run (all score the same test rows): AUC with a 95% bootstrap interval, and minus MF-bias's on those rows
 finished=(outputs/ml1m-cpu/*/test_scores.parquet)
 python scripts/compare_runs.py "${finished[@]%/test_scores.parquet}" "${cf_runs[@]}" \
-  --baseline outputs/cf/ml1m/mf_bias/cpu-subsample-rows --out results/ml1m_cpu_intervals.json
+  --baseline "$mf_bias_model" --out results/ml1m_cpu_intervals.json
 if [ -n "${FULL_TEST:-}" ]; then  # the same models on the whole test split (7,331 rows, the published numbers'), ~25 min
   full=outputs/ml1m-cpu-full-test  # each on 2 cores; a rerun skips the ones done. Beside MF-bias and DIN trained on all rows
   mkdir -p "$full"
