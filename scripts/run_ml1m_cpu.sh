@@ -97,13 +97,13 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     STAGE1=outputs/ml1m-cpu/tallrec-rows8192-bf16 stage2_bf16 stage1-rows8192-stage2-rows8192-bf16 \
       --set max_train_rows=8192 --set stage2.evals_per_epoch=2 --resume --method "$method"  # its stage 1 (~1 h)
     methods+=(--method "$method")
-    score_biases_model
-    python scripts/compare_runs.py outputs/ml1m-cpu/stage1-rows8192-stage2-rows8192-bf16 "$mf_bias_model" \
-      --baseline "$biases_model" --out results/ml1m_cpu_stage1_rows_intervals.json
     method="CCF-LLM (stage 1 on 8,192 rows, stage 2 on 16,384, bf16) (cpu-subsample)"  # as the 16,384-row row
     STAGE1=outputs/ml1m-cpu/tallrec-rows8192-bf16 stage2_bf16 stage1-rows8192-bf16 --set max_train_rows=16384 \
       --set stage2.evals_per_epoch=2 --resume --method "$method"  # but for its stage 1, plus a halfway eval to resume
     methods+=(--method "$method")
+    score_biases_model
+    python scripts/compare_runs.py outputs/ml1m-cpu/stage1-rows8192-stage2-rows8192-bf16 outputs/ml1m-cpu/stage1-rows8192-bf16 \
+      "$mf_bias_model" --baseline "$biases_model" --out results/ml1m_cpu_stage1_rows_intervals.json
   fi
   if [ -n "${DIN_CF:-}" ]; then  # as the 16,384-row row but for the CF tables, plus a halfway eval so it can resume (~2 h)
     python scripts/train_cf.py --model din --data ml1m --out outputs/cf/ml1m/din --quiet
@@ -236,11 +236,16 @@ if [ -n "${FULL_TEST:-}" ]; then  # the same models on the whole test split (7,3
   more_rows=("$full"/rows8192-bf16 "$full"/rows-all-bf16 "$full"/rows-all-bf16-last)  # stage 2 on fewer / more rows
   python scripts/compare_runs.py "${more_rows[@]}" --baseline "$full/rows16384-bf16" \
     --out results/ml1m_cpu_full_test_vs_16384_intervals.json
+  bash scripts/cf_tables.sh biases  # the yardstick of the two comparisons below
+  python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases --config configs/ml1m.yaml --no-results \
+    --method "User + item biases (MF-bias with d = 0)" --out "$full/cf-biases"
   if [ -d outputs/ml1m-cpu/biases-rows16384-bf16 ]; then  # BIASES_CF=1's runs against the biases model they read
-    python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases --config configs/ml1m.yaml --no-results \
-      --method "User + item biases (MF-bias with d = 0)" --out "$full/cf-biases"
     python scripts/compare_runs.py "$full"/biases-rows16384-bf16 "$full"/biases-rows8192-bf16 "$full/cf-mf-bias" \
       --baseline "$full/cf-biases" --out results/ml1m_cpu_full_test_vs_biases_intervals.json
+  fi
+  if [ -d outputs/ml1m-cpu/stage1-rows8192-bf16 ]; then  # STAGE1_ROWS=1's 16,384-row run against the same
+    python scripts/compare_runs.py "$full"/stage1-rows8192-bf16 "$full/cf-mf-bias" --baseline "$full/cf-biases" \
+      --out results/ml1m_cpu_full_test_stage1_rows_intervals.json
   fi
 fi
 python scripts/update_readme.py
