@@ -88,17 +88,17 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     methods+=(--method "$method")
   fi
   if [ -n "${STAGE1_ROWS:-}" ]; then  # stage 1 on the 8,192 most recent rows (~1 h), then stage 2 from it on 8,192 and 16,384
+    text_rows8192=outputs/ml1m-cpu/tallrec-rows8192-bf16  # that stage 1, which both stage-2 runs start from
     method="TALLRec (8,192 rows, bf16) (cpu-subsample)"
     python scripts/train.py --config "$cfg" --set bf16=true --set max_train_rows=8192 --set stage1.evals_per_epoch=4 \
-      --fusion text_only --resume --method "$method" --output-dir outputs/ml1m-cpu/tallrec-rows8192-bf16 \
-      >> outputs/ml1m-cpu/tallrec-rows8192-bf16.log 2>&1
+      --fusion text_only --resume --method "$method" --output-dir "$text_rows8192" >> "$text_rows8192.log" 2>&1
     methods+=(--method "$method")
     method="CCF-LLM (stage 1 and stage 2 on 8,192 rows, bf16) (cpu-subsample)"  # as the 8,192-row rows but for
-    STAGE1=outputs/ml1m-cpu/tallrec-rows8192-bf16 stage2_bf16 stage1-rows8192-stage2-rows8192-bf16 \
+    STAGE1=$text_rows8192 stage2_bf16 stage1-rows8192-stage2-rows8192-bf16 \
       --set max_train_rows=8192 --set stage2.evals_per_epoch=2 --resume --method "$method"  # its stage 1 (~1 h)
     methods+=(--method "$method")
     method="CCF-LLM (stage 1 on 8,192 rows, stage 2 on 16,384, bf16) (cpu-subsample)"  # as the 16,384-row row
-    STAGE1=outputs/ml1m-cpu/tallrec-rows8192-bf16 stage2_bf16 stage1-rows8192-bf16 --set max_train_rows=16384 \
+    STAGE1=$text_rows8192 stage2_bf16 stage1-rows8192-bf16 --set max_train_rows=16384 \
       --set stage2.evals_per_epoch=2 --resume --method "$method"  # but for its stage 1, plus a halfway eval to resume
     methods+=(--method "$method")
     score_biases_model
