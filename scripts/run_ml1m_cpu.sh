@@ -4,8 +4,8 @@
 # each on 2 cores, ~70 min for the 4,096-row ones; MAIN_ONLY=1 skips the ablations). Logs in
 # outputs/ml1m-cpu/; each run upserts its row into results/ml1m.json; missing MF tables are trained first.
 # BF16=1 adds the bf16 rows (native-bf16 CPUs), BF16=1 ALL_ROWS=1 also stage 2 on all train rows, BF16=1 STAGE1_ROWS=1
-# stage 1 on 8,192 rows and stage 2 from it on 8,192 (against the biases model) and 16,384, BF16=1 DIN_CF=1 the
-# 16,384-row stage 2 with DIN's tables instead of MF-bias's,
+# stage 1 on 8,192 rows and stage 2 from it on 8,192 and 16,384 (the latter under two seeds; against the biases
+# model), BF16=1 DIN_CF=1 the 16,384-row stage 2 with DIN's tables instead of MF-bias's,
 # BF16=1 LORA_INIT=1 stage 1 and the 16,384-row stage 2 again with LoRA starting at B = 0 (and with BIASES_CF=1 also
 # stage 2 from it on 8,192 and 16,384 rows reading user + item biases alone), BF16=1 SEEDS=1 stage 2
 # with six training seeds, BF16=1 HISTORY10=1 stage 2 on 8,192 rows with the 10 most recent liked titles (and with 5
@@ -87,8 +87,8 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     stage2_bf16 rows-all-bf16 --set max_train_rows=null --set stage2.evals_per_epoch=10 --resume --method "$method"
     methods+=(--method "$method")
   fi
-  if [ -n "${STAGE1_ROWS:-}" ]; then  # stage 1 on the 8,192 most recent rows (~1 h), then stage 2 from it on 8,192 and 16,384
-    text_rows8192=outputs/ml1m-cpu/tallrec-rows8192-bf16  # that stage 1, which both stage-2 runs start from
+  if [ -n "${STAGE1_ROWS:-}" ]; then  # stage 1 on the 8,192 most recent rows (~1 h), then stage 2 from it on 8,192
+    text_rows8192=outputs/ml1m-cpu/tallrec-rows8192-bf16  # and 16,384 (two seeds): that stage 1, which they start from
     method="TALLRec (8,192 rows, bf16) (cpu-subsample)"
     python scripts/train.py --config "$cfg" --set bf16=true --set max_train_rows=8192 --set stage1.evals_per_epoch=4 \
       --fusion text_only --resume --method "$method" --output-dir "$text_rows8192" >> "$text_rows8192.log" 2>&1
@@ -101,9 +101,16 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     STAGE1=$text_rows8192 stage2_bf16 stage1-rows8192-bf16 --set max_train_rows=16384 \
       --set stage2.evals_per_epoch=2 --resume --method "$method"  # but for its stage 1, plus a halfway eval to resume
     methods+=(--method "$method")
+    method="CCF-LLM (stage 1 on 8,192 rows, stage 2 on 16,384, bf16, seed 43) (cpu-subsample)"  # the same under
+    STAGE1=$text_rows8192 stage2_bf16 stage1-rows8192-seed43-bf16 --set max_train_rows=16384 \
+      --set stage2.evals_per_epoch=2 --set seed=43 --resume --method "$method"  # another training seed (~2 h)
+    methods+=(--method "$method")
+    python scripts/compare_runs.py outputs/ml1m-cpu/stage1-rows8192-seed43-bf16 --baseline outputs/ml1m-cpu/stage1-rows8192-bf16 \
+      --out results/ml1m_cpu_rows16384_seed_intervals.json  # how far the seed alone moves a 16,384-row run
     score_biases_model
     python scripts/compare_runs.py outputs/ml1m-cpu/stage1-rows8192-stage2-rows8192-bf16 outputs/ml1m-cpu/stage1-rows8192-bf16 \
-      "$mf_bias_model" --baseline "$biases_model" --out results/ml1m_cpu_stage1_rows_intervals.json
+      outputs/ml1m-cpu/stage1-rows8192-seed43-bf16 "$mf_bias_model" --baseline "$biases_model" \
+      --out results/ml1m_cpu_stage1_rows_intervals.json
   fi
   if [ -n "${DIN_CF:-}" ]; then  # as the 16,384-row row but for the CF tables, plus a halfway eval so it can resume (~2 h)
     python scripts/train_cf.py --model din --data ml1m --out outputs/cf/ml1m/din --quiet
@@ -244,8 +251,8 @@ if [ -n "${FULL_TEST:-}" ]; then  # the same models on the whole test split (7,3
       --baseline "$full/cf-biases" --out results/ml1m_cpu_full_test_vs_biases_intervals.json
   fi
   if [ -d outputs/ml1m-cpu/stage1-rows8192-bf16 ]; then  # STAGE1_ROWS=1's 16,384-row run against the same
-    python scripts/compare_runs.py "$full"/stage1-rows8192-bf16 "$full/cf-mf-bias" --baseline "$full/cf-biases" \
-      --out results/ml1m_cpu_full_test_stage1_rows_intervals.json
+    python scripts/compare_runs.py "$full"/stage1-rows8192-bf16 "$full"/stage1-rows8192-seed43-bf16 "$full/cf-mf-bias" \
+      --baseline "$full/cf-biases" --out results/ml1m_cpu_full_test_stage1_rows_intervals.json
   fi
 fi
 python scripts/update_readme.py
