@@ -105,12 +105,13 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     STAGE1=$text_rows8192 stage2_bf16 stage1-rows8192-seed43-bf16 --set max_train_rows=16384 \
       --set stage2.evals_per_epoch=2 --set seed=43 --resume --method "$method"  # another training seed (~2 h)
     methods+=(--method "$method")
-    python scripts/compare_runs.py outputs/ml1m-cpu/stage1-rows8192-seed43-bf16 --baseline outputs/ml1m-cpu/stage1-rows8192-bf16 \
+    python scripts/compare_runs.py outputs/ml1m-cpu/stage1-rows8192-seed43-bf16 \
+      --baseline outputs/ml1m-cpu/stage1-rows8192-bf16 \
       --out results/ml1m_cpu_rows16384_seed_intervals.json  # how far the seed alone moves a 16,384-row run
     score_biases_model
-    python scripts/compare_runs.py outputs/ml1m-cpu/stage1-rows8192-stage2-rows8192-bf16 outputs/ml1m-cpu/stage1-rows8192-bf16 \
-      outputs/ml1m-cpu/stage1-rows8192-seed43-bf16 "$mf_bias_model" --baseline "$biases_model" \
-      --out results/ml1m_cpu_stage1_rows_intervals.json
+    python scripts/compare_runs.py outputs/ml1m-cpu/stage1-rows8192-stage2-rows8192-bf16 \
+      outputs/ml1m-cpu/stage1-rows8192-bf16 outputs/ml1m-cpu/stage1-rows8192-seed43-bf16 "$mf_bias_model" \
+      --baseline "$biases_model" --out results/ml1m_cpu_stage1_rows_intervals.json
   fi
   if [ -n "${DIN_CF:-}" ]; then  # as the 16,384-row row but for the CF tables, plus a halfway eval so it can resume (~2 h)
     python scripts/train_cf.py --model din --data ml1m --out outputs/cf/ml1m/din --quiet
@@ -250,9 +251,9 @@ if [ -n "${FULL_TEST:-}" ]; then  # the same models on the whole test split (7,3
     python scripts/compare_runs.py "$full"/biases-rows16384-bf16 "$full"/biases-rows8192-bf16 "$full/cf-mf-bias" \
       --baseline "$full/cf-biases" --out results/ml1m_cpu_full_test_vs_biases_intervals.json
   fi
-  if [ -d outputs/ml1m-cpu/stage1-rows8192-bf16 ]; then  # STAGE1_ROWS=1's 16,384-row run against the same
-    python scripts/compare_runs.py "$full"/stage1-rows8192-bf16 "$full"/stage1-rows8192-seed43-bf16 "$full/cf-mf-bias" \
-      --baseline "$full/cf-biases" --out results/ml1m_cpu_full_test_stage1_rows_intervals.json
+  if [ -d outputs/ml1m-cpu/stage1-rows8192-seed43-bf16 ]; then  # STAGE1_ROWS=1's 16,384-row runs against the same
+    python scripts/compare_runs.py "$full"/stage1-rows8192-bf16 "$full"/stage1-rows8192-seed43-bf16 \
+      "$full/cf-mf-bias" --baseline "$full/cf-biases" --out results/ml1m_cpu_full_test_stage1_rows_intervals.json
   fi
 fi
 python scripts/update_readme.py
