@@ -30,11 +30,10 @@ class CCFLLMConfig(PretrainedConfig):
         cf_dim: width of the CF embeddings.
         fusion: one of :data:`FUSIONS`.
         alg_expansion: hidden width of ALG as a multiple of ``cf_dim`` (CoLLM's CIE uses 10).
-        history_item_tokens: give each history title an ``<item>`` placeholder (CCF-LLM), or only the
-            candidate (CoLLM).
         score_type: ``yes_minus_no`` (logit of "Yes" minus logit of "No") or ``yes`` (CoLLM's raw logit).
         lora_r / lora_alpha / lora_dropout / lora_target_modules: LoRA on the backbone; ``lora_r=0``
-            means no adapter (and no peft import).
+            means no adapter (and no peft import). ``lora_target_modules=None``: peft's default for the
+            backbone's architecture (``q_proj``, ``v_proj`` for Llama, ``c_attn`` for GPT-2).
         user_token_id / item_token_id: ids of the ``<user>`` / ``<item>`` placeholders (added to the
             tokenizer, never looked up in the embedding table).
         yes_token_id / no_token_id: the answer tokens that the score reads.
@@ -51,7 +50,6 @@ class CCFLLMConfig(PretrainedConfig):
         cf_dim: int = 64,
         fusion: str = "gate",
         alg_expansion: int = 10,
-        history_item_tokens: bool = True,
         score_type: str = "yes_minus_no",
         lora_r: int = 8,
         lora_alpha: int = 16,
@@ -77,12 +75,11 @@ class CCFLLMConfig(PretrainedConfig):
         self.cf_dim = cf_dim
         self.fusion = fusion
         self.alg_expansion = alg_expansion
-        self.history_item_tokens = history_item_tokens
         self.score_type = score_type
         self.lora_r = lora_r
         self.lora_alpha = lora_alpha
         self.lora_dropout = lora_dropout
-        self.lora_target_modules = list(lora_target_modules) if lora_target_modules else ["q_proj", "v_proj"]
+        self.lora_target_modules = list(lora_target_modules) if lora_target_modules is not None else None
         self.user_token_id = user_token_id
         self.item_token_id = item_token_id
         self.yes_token_id = yes_token_id

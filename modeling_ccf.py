@@ -95,6 +95,13 @@ class CrossModalFusion(nn.Module):
 # gradients when a mask is passed and a query row attends to nothing (pytorch/pytorch#196678), as the padding rows
 # of a left-padded batch do; likely why our left-padded H100 benchmark steps went non-finite (unconfirmed on a GPU).
 TRAINING_SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+def _training_attention_contexts() -> tuple[contextlib.AbstractContextManager, ...]:
+    """A checkpoint's (forward, recompute) contexts: both run attention on ``TRAINING_SDPA_BACKENDS``."""
+    return sdpa_kernel(TRAINING_SDPA_BACKENDS), sdpa_kernel(TRAINING_SDPA_BACKENDS)
+
+
 CPU_SUFFIX_CHUNK = 16  # suffix rows per call on CPU (see ``CCFLLMForCTR.score_shared_prefixes``)
 
 
@@ -142,12 +149,15 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
         hidden_size = config.text_config.get_text_config().hidden_size
         self.user_cf = nn.Embedding(config.num_users, config.cf_dim)
         self.item_cf = nn.Embedding(config.num_items, config.cf_dim)
-        self.user_cf.weight.requires_grad_(False)
-        self.item_cf.weight.requires_grad_(False)
         self.fusion = CrossModalFusion(config, hidden_size) if config.uses_placeholders else None
         if config.lora_r > 0:
-            from peft import LoraConfig, inject_adapter_in_model
-
+            # In a try block, which transformers' check of remote code's imports skips: only adapters need peft.
+            try:
+                from peft import LoraConfig, inject_adapter_in_model
+            except ImportError as err:
+                raise ImportError(
+                    f"this model has a LoRA adapter (lora_r={config.lora_r}), which needs peft: pip install peft"
+                ) from err
             lora = LoraConfig(
                 r=config.lora_r,
                 lora_alpha=config.lora_alpha,
@@ -161,9 +171,28 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
                 if "lora_" in name:
                     module._is_hf_initialized = True
         self.post_init()
+        self.set_default_trainable()
+
+    def set_default_trainable(self) -> None:
+        """CF tables frozen; with LoRA, the backbone's base weights too (only the adapters train); the fusion
+        trainable. Again after ``from_pretrained``, whose loaded weights come back all trainable."""
+        self.user_cf.weight.requires_grad_(False)
+        self.item_cf.weight.requires_grad_(False)
+        for name, parameter in self.backbone.named_parameters():
+            parameter.requires_grad_(self.config.lora_r == 0 or "lora_" in name)
+        if self.fusion is not None:
+            self.fusion.requires_grad_(True)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.backbone.get_input_embeddings()
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        """``PreTrainedModel``'s, non-reentrant by default, with the attention recomputed in backward kept off cuDNN
+        too (``TRAINING_SDPA_BACKENDS``): ``forward``'s own restriction has ended by then."""
+        kwargs = {"use_reentrant": False, **(gradient_checkpointing_kwargs or {})}
+        if not kwargs["use_reentrant"]:  # context_fn works with non-reentrant checkpointing only
+            kwargs.setdefault("context_fn", _training_attention_contexts)
+        super().gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
@@ -197,6 +226,7 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
                 f"weights with other shapes than config.json: {sorted(mismatched)}; "
                 "pass ignore_mismatched_sizes=True to re-initialise them"
             )
+        model.set_default_trainable()
         return (model, info) if wants_info else model
 
     # --- the hybrid prompt -------------------------------------------------------------------------
@@ -257,8 +287,14 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
         embeds: torch.Tensor, title_index: torch.Tensor, placeholders: torch.Tensor, num_slots: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean of the input embeddings of each item's title tokens -> [batch, slots, d], and which slots had any."""
+        largest = int(title_index.max())
+        if largest >= num_slots:  # e.g. history_ids left out: history titles would pool into the wrong slot
+            raise ValueError(
+                f"title_index refers to item slot {largest} but only {num_slots} slots (candidate + history_ids) "
+                "were given"
+            )
         weight = ((title_index >= 0) & ~placeholders).to(embeds.dtype)
-        slot = title_index.clamp(min=0, max=num_slots - 1)
+        slot = title_index.clamp(min=0)
         sums = embeds.new_zeros(embeds.shape[0], num_slots, embeds.shape[-1])
         sums.scatter_add_(1, slot.unsqueeze(-1).expand_as(embeds), embeds * weight.unsqueeze(-1))
         counts = embeds.new_zeros(embeds.shape[0], num_slots).scatter_add_(1, slot, weight)
@@ -282,9 +318,28 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
         logits = last_hidden @ weight.T
         if getattr(head, "bias", None) is not None:
             logits = logits + head.bias[rows].to(last_hidden.dtype)
+        logits = self._backbone_logit_transforms(logits)
         if self.config.score_type == "yes":
             return logits[:, 0]
         return logits[:, 0] - logits[:, 1]
+
+    def _backbone_logit_transforms(self, logits: torch.Tensor) -> torch.Tensor:
+        """What the backbone's causal-LM head does to its logits after the projection, so that the score is the
+        backbone's logit(Yes) - logit(No): Cohere's ``logit_scale``, Granite's ``logits_scaling`` and the
+        ``final_logit_softcapping`` of Gemma 2 and later (which changes the difference, not only its scale)."""
+        text_config = self.config.text_config.get_text_config()
+        family = text_config.model_type
+        # By family: MPT has a logit_scale that transformers never applies, HyperCLOVA X multiplies by its scaling.
+        scale = getattr(text_config, "logit_scale", None)
+        if family.startswith("cohere") and scale is not None:
+            logits = logits * scale
+        scaling = getattr(text_config, "logits_scaling", None)
+        if family.startswith("granite") and scaling is not None:
+            logits = logits / scaling
+        cap = getattr(text_config, "final_logit_softcapping", None)
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
 
     def forward(
         self,
@@ -296,7 +351,6 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
         title_index: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         output_gates: bool = False,
-        **kwargs,
     ) -> CCFLLMOutput:
         embeds, user_gates, item_gates = self.embed_hybrid_prompt(
             input_ids, user_ids, item_ids, history_ids, title_index

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import types
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -120,22 +121,23 @@ class TitleResolver:
     """Finds a catalog id for a title typed by a person: exact, then normalised with the year, then without."""
 
     def __init__(self, catalog: dict[int, str]):
-        self.exact = {title: item for item, title in catalog.items()}
+        self.exact: dict[str, list[int]] = {}
         self.with_year: dict[tuple[str, str | None], list[int]] = {}
         self.without_year: dict[str, list[int]] = {}
         for item, title in sorted(catalog.items()):
+            self.exact.setdefault(title, []).append(item)
             key = title_key(title)
             self.with_year.setdefault(key, []).append(item)
             self.without_year.setdefault(key[0], []).append(item)
 
     def resolve(self, title: str) -> int | None:
         """The catalog id of ``title``, or ``None``; several matches warn and give the lowest id."""
-        if title in self.exact:
-            return self.exact[title]
-        key = title_key(title)
-        if not key[0]:  # only a year or an article: matching it would pick an arbitrary item
-            return None
-        matches = self.with_year.get(key) or self.without_year.get(key[0], [])
+        matches = self.exact.get(title)
+        if not matches:
+            key = title_key(title)
+            if not key[0]:  # only a year or an article: matching it would pick an arbitrary item
+                return None
+            matches = self.with_year.get(key) or self.without_year.get(key[0], [])
         if len(matches) > 1:
             warnings.warn(f"{title!r} matches catalog items {matches}; using {matches[0]}", stacklevel=2)
         return matches[0] if matches else None
@@ -205,9 +207,13 @@ class CCFLLMPipeline(Pipeline):
             batch_size = self._batch_size or 1
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(inputs, (dict, str)) or not isinstance(inputs, Iterable):  # one request (or a bad one)
+            return super().__call__(inputs, batch_size=1, **kwargs)
+        if not isinstance(inputs, (list, types.GeneratorType, torch.utils.data.Dataset)):
+            inputs = list(inputs)  # HF's Pipeline iterates only these, and would take a tuple for one request
         if isinstance(inputs, list) and not inputs:
             return []
-        if batch_size == 1 or isinstance(inputs, (dict, str)):
+        if batch_size == 1:
             return super().__call__(inputs, batch_size=1, **kwargs)
         _, _, postprocess_params = self._sanitize_parameters(**kwargs)
         return self._score_in_batches(list(inputs), batch_size, postprocess_params)

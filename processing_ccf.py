@@ -28,6 +28,7 @@ USER_TOKEN = "<user>"
 ITEM_TOKEN = "<item>"
 PROCESSOR_FILE = "ccf_processor.json"
 CATALOG_FILE = "item_catalog.json"
+ANSWER = '? Answer with "Yes" or "No".\nAnswer:'  # how every prompt ends: the model's next token answers
 Item = int | str
 
 
@@ -57,7 +58,9 @@ class CCFLLMProcessor:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.add_tokens([USER_TOKEN, ITEM_TOKEN], special_tokens=True)
         self.catalog = {int(iid): str(title) for iid, title in catalog.items()}
-        self.title_to_id = {title: iid for iid, title in self.catalog.items()}
+        self.title_to_id: dict[str, int] = {}
+        for iid, title in sorted(self.catalog.items()):  # a title that several items share: the lowest id
+            self.title_to_id.setdefault(title, iid)
         self.hybrid = hybrid
         self.history_item_tokens = history_item_tokens
         self.max_history = max_history
@@ -67,9 +70,8 @@ class CCFLLMProcessor:
         self.padding_side = padding_side
         self.user_token_id = tokenizer.convert_tokens_to_ids(USER_TOKEN)
         self.item_token_id = tokenizer.convert_tokens_to_ids(ITEM_TOKEN)
-        self.yes_token_id = self._tokens(" Yes")[0]
-        self.no_token_id = self._tokens(" No")[0]
         self._fragments = self._tokenize_fragments()
+        self.yes_token_id, self.no_token_id = self._answer_token_ids()
         self._title_tokens = lru_cache(maxsize=200_000)(self._tokenize_title)
         shortest = self._encode_ids([], "", 0)
         if len(shortest["input_ids"]) + max_title_tokens > max_length:
@@ -82,6 +84,25 @@ class CCFLLMProcessor:
 
     def _tokens(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def _answer_token_ids(self) -> tuple[int, int]:
+        """The first token that " Yes" and " No" each add after the prompt's end ("Answer:"), the tokens the model
+        would answer with. Not the first token of " Yes" alone: SentencePiece (Llama-2-style) tokenizers make
+        that a bare "▁", the same for both answers."""
+        prompt = self._fragments["answer"]
+        answers = [self._tokens(f"{ANSWER} {answer}") for answer in ("Yes", "No")]
+        firsts = [
+            tokens[len(prompt)] for tokens in answers if tokens[: len(prompt)] == prompt and tokens != prompt
+        ]
+        if len(set(firsts)) != 2:
+            tokenizer = self.tokenizer
+            ends = [tokenizer.convert_ids_to_tokens(tokens[len(prompt) - 1 :]) for tokens in answers]
+            raise ValueError(
+                f"tokenizer {type(tokenizer).__name__} ({tokenizer.name_or_path or 'unnamed'}) does not continue the "
+                "prompt's 'Answer:' with a first token of its own for each of ' Yes' and ' No' (from the prompt's "
+                f"last token on: {ends}), so the score could not tell the answers apart"
+            )
+        return firsts[0], firsts[1]
 
     def _tokenize_title(self, title: str) -> tuple[int, ...]:
         # A title is data: "<item>", "<user>" or "</s>" inside it stay plain text, never control tokens.
@@ -117,7 +138,7 @@ class CCFLLMProcessor:
                 f'the {noun} titled "'
             ),
             "feature": self._tokens(" with the feature"),
-            "answer": self._tokens('? Answer with "Yes" or "No".\nAnswer:'),
+            "answer": self._tokens(ANSWER),
         }
 
     # --- one prompt --------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ from modeling_ccf import CCFLLMForCTR
 from processing_ccf import CCFLLMProcessor
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-LORA_TARGETS = {"gpt2": ["c_attn"]}
 
 
 def smollm2_gguf() -> Path:
@@ -117,7 +116,6 @@ def build_model(
         user_table = item_table = torch.zeros(1, config_kwargs.pop("cf_dim", 1))
     if user_table.shape[1] != item_table.shape[1]:
         raise ValueError(f"user table width {user_table.shape[1]} != item table width {item_table.shape[1]}")
-    config_kwargs.setdefault("lora_target_modules", LORA_TARGETS.get(backbone.config.model_type))
     config = CCFLLMConfig(
         text_config=backbone.config.to_dict(),
         num_users=user_table.shape[0],

@@ -28,7 +28,7 @@ from ccf_llm.atomic import write_text_atomically
 from ccf_llm.evaluation import split_metrics
 from ccf_llm.evaluation.compare import read_scores, run_name
 from ccf_llm.training import ExperimentConfig
-from ccf_llm.training.run import MODEL_DIR, device_label, evaluate_saved_model
+from ccf_llm.training.run import MODEL_DIR, device_label, evaluate_saved_model, uses_bf16
 from processing_ccf import PROCESSOR_FILE
 
 
@@ -75,11 +75,13 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(err))
     splits = tuple(args.split or ("test",))
     start = time.perf_counter()
-    metrics = evaluate_saved_model(model_dir, config, args.out, splits, processor_dir)
+    # The scoring config's: bf16: null scores under bf16 autocast where bf16 is native.
+    bf16 = uses_bf16(config)
+    metrics = evaluate_saved_model(model_dir, config, args.out, splits, processor_dir, bf16)
     row = {
         "method": args.method or name,
         "model": str(model_dir),
-        "device": device_label(),
+        "device": device_label(bf16),
         "seconds": round(time.perf_counter() - start, 1),
         "command": shlex.join(
             ["python", "scripts/evaluate.py", *(argv if argv is not None else sys.argv[1:])]

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import CONFIG_MAPPING, AutoModelForCausalLM
+from transformers.dynamic_module_utils import get_imports
 
-from ccf_llm.testing.make_tiny import tiny_backbone, tiny_model, tiny_tokenizer
+from ccf_llm.build import build_model
+from ccf_llm.testing.make_tiny import TINY_CATALOG, TINY_SIZES, tiny_backbone, tiny_model, tiny_tokenizer
 from ccf_llm.training.stages import set_trainable
 from configuration_ccf import FUSIONS, SCORE_TYPES, CCFLLMConfig
 from modeling_ccf import CCFLLMForCTR
@@ -236,6 +239,23 @@ def test_stage_gradient_flow(arch: str, stage: str) -> None:
     assert nonzero
 
 
+def trainable(model: CCFLLMForCTR) -> set[str]:
+    return {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+
+
+@pytest.mark.parametrize("lora_r", [0, 8])
+def test_from_pretrained_keeps_what_init_freezes(lora_r: int, tmp_path: Path) -> None:
+    """CF tables frozen, and with LoRA the backbone's base weights: loading must not make them trainable again."""
+    model, _ = tiny_model("llama", "gate", lora_r=lora_r)
+    built = trainable(model)
+    assert not {name for name in built if "_cf." in name}
+    assert {name for name in built if name.startswith("fusion.")}
+    backbone = {name for name in built if name.startswith("backbone.")}
+    assert backbone and all("lora_" in name for name in backbone) == (lora_r > 0)
+    model.save_pretrained(tmp_path)
+    assert trainable(CCFLLMForCTR.from_pretrained(tmp_path)) == built
+
+
 def test_text_stage_needs_lora_and_fusion_stage_needs_a_fusion() -> None:
     model, _ = tiny_model("llama", "gate", lora_r=0)
     with pytest.raises(ValueError, match="lora_r"):
@@ -265,6 +285,52 @@ def test_text_only_equals_plain_prompt_scoring(arch: str, score_type: str, lora_
     assert (model.config.yes_token_id, model.config.no_token_id) == (yes, no)
     expected = last[:, yes] - last[:, no] if score_type == "yes_minus_no" else last[:, yes]
     torch.testing.assert_close(scores(model, inputs), expected, atol=1e-5, rtol=0)
+
+
+LOGIT_TRANSFORMS = {
+    "gemma2": {"final_logit_softcapping": 5.0, "head_dim": 8},
+    "cohere": {"logit_scale": 0.0625},
+    "granite": {"logits_scaling": 4.0},
+}
+
+
+@pytest.mark.parametrize("model_type", [name for name in LOGIT_TRANSFORMS if name in CONFIG_MAPPING])
+@pytest.mark.parametrize("score_type", SCORE_TYPES)
+def test_score_applies_the_backbones_logit_transforms(model_type: str, score_type: str) -> None:
+    """Gemma 2's soft cap, Cohere's and Granite's scales: the text-only score is the backbone's own logit(Yes)
+    (- logit(No)), not the head's projection alone."""
+    tokenizer = tiny_tokenizer()
+    config = CONFIG_MAPPING[model_type](
+        **TINY_SIZES,
+        num_key_value_heads=2,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=512,
+        **LOGIT_TRANSFORMS[model_type],
+    )
+    torch.manual_seed(0)
+    backbone = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():  # logits large enough for the soft cap to bend them
+        backbone.get_output_embeddings().weight.mul_(50)
+    model, processor = build_model(
+        backbone,
+        tokenizer,
+        TINY_CATALOG,
+        fusion="text_only",
+        lora_r=0,
+        score_type=score_type,
+        processor_kwargs={"max_length": 160, "hybrid": False},
+    )
+    model.eval()
+    inputs = processor([[1, 2]], [3], [1])
+    with torch.no_grad():
+        last = model.backbone(input_ids=inputs["input_ids"]).logits[:, -1]
+        projected = model.backbone.base_model(input_ids=inputs["input_ids"]).last_hidden_state[:, -1]
+    yes, no = processor.yes_token_id, processor.no_token_id
+    expected = last[:, yes] - last[:, no] if score_type == "yes_minus_no" else last[:, yes]
+    torch.testing.assert_close(scores(model, inputs), expected, atol=1e-4, rtol=1e-5)
+    raw = projected @ model.backbone.get_output_embeddings().weight[[yes, no]].T
+    raw_score = raw[:, 0] - raw[:, 1] if score_type == "yes_minus_no" else raw[:, 0]
+    assert not torch.allclose(raw_score, expected, atol=1e-2)  # the transform matters here
 
 
 def test_loss_is_bce_on_the_score() -> None:
@@ -433,6 +499,18 @@ def test_score_shared_prefixes_needs_the_candidate_title() -> None:
         model.score_shared_prefixes(**inputs)
 
 
+def test_history_titles_without_history_ids_are_an_error() -> None:
+    """Without ``history_ids`` the history titles have no slot: an error, not pooled into the candidate's."""
+    model, processor = tiny_model("llama", "gate")
+    inputs = dict(processor.with_settings(history_item_tokens=False)([[1, 2, 3]], [4], [1]))
+    del inputs["history_ids"]
+    with pytest.raises(
+        ValueError,
+        match=r"title_index refers to item slot 3 but only 1 slots \(candidate \+ history_ids\) were given",
+    ):
+        model(**inputs)
+
+
 def test_unknown_items_and_users_get_their_text_vectors() -> None:
     model, processor = tiny_model("llama", "gate")
     model.eval()
@@ -516,3 +594,28 @@ def test_gate_statistics_equal_the_forward_pass_gates() -> None:
         gates = model(**make_batch(processor), output_gates=True).item_gates[:, 0]
     torch.testing.assert_close(torch.tensor(stats["warm"]), gates[[0, 2]].mean(0), atol=1e-6, rtol=0)
     torch.testing.assert_close(torch.tensor(stats["cold"]), gates[[1, 3]].mean(0), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(("arch", "targets"), [("llama", {"q_proj", "v_proj"}), ("gpt2", {"c_attn"})])
+def test_lora_targets_default_to_peft_per_architecture(arch: str, targets: set[str]) -> None:
+    """A config built without ``lora_target_modules`` leaves them to peft, which knows each architecture; a list
+    given (or saved) stays."""
+    config = CCFLLMConfig(text_config=tiny_backbone(arch, vocab_size=64).config.to_dict())
+    assert config.lora_target_modules is None
+    wrapped = {
+        name.split(".")[-2] for name, _ in CCFLLMForCTR(config).named_modules() if name.endswith("lora_A")
+    }
+    assert wrapped == targets
+    assert CCFLLMConfig.from_dict(
+        {**config.to_dict(), "lora_target_modules": ["q_proj"]}
+    ).lora_target_modules == ["q_proj"]
+
+
+def test_peft_is_needed_only_with_an_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """transformers checks a remote-code file's imports before loading it: peft must not be one of them."""
+    assert "peft" not in get_imports(str(Path(__file__).resolve().parents[1] / "modeling_ccf.py"))
+    monkeypatch.setitem(sys.modules, "peft", None)  # as if peft were not installed
+    text_config = tiny_backbone("llama", vocab_size=64).config.to_dict()
+    CCFLLMForCTR(CCFLLMConfig(text_config=text_config, lora_r=0))
+    with pytest.raises(ImportError, match=r"LoRA adapter \(lora_r=8\), which needs peft"):
+        CCFLLMForCTR(CCFLLMConfig(text_config=text_config, lora_r=8))

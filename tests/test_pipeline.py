@@ -73,6 +73,14 @@ def test_title_resolution_movielens_style() -> None:
         assert resolver.resolve("Heat") == 13
 
 
+@pytest.mark.parametrize("title", ["Chasing Amy (1997)", "chasing amy (1997)", "Chasing Amy"])
+def test_a_title_that_several_items_share_resolves_to_the_lowest_id(title: str) -> None:
+    """Exact or case-folded, as ``resolve`` promises: the lowest id, with a warning."""
+    resolver = TitleResolver({246: "Chasing Amy (1997)", 268: "Chasing Amy (1997)"})
+    with pytest.warns(UserWarning, match=r"matches catalog items \[246, 268\]; using 246"):
+        assert resolver.resolve(title) == 246
+
+
 # --- unknown users and items ---------------------------------------------------------------------------
 
 
@@ -135,6 +143,18 @@ def test_text_dict_and_list_inputs_agree(pipe: CCFLLMPipeline) -> None:
     assert pipe(text) == from_dict
     assert pipe([text, {"user_id": 2, "history": [1, 3], "candidate": 4}]) == [from_dict, from_dict]
     assert pipe([]) == []
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_any_iterable_of_requests_scores_like_a_list(pipe: CCFLLMPipeline, batch_size: int) -> None:
+    """A tuple or an iterator is several requests at every batch size, not one request (HF's Pipeline iterates only
+    lists, generators and datasets)."""
+    requests = [{"history": [1], "candidate": 2}, "history: Fargo | candidate: Heat"]
+    expected = [yes(result) for result in pipe(requests)]
+    for inputs in (tuple(requests), iter(requests), (request for request in requests)):
+        results = list(pipe(inputs, batch_size=batch_size))
+        assert [yes(result) for result in results] == pytest.approx(expected, abs=1e-5), type(inputs)
+    assert pipe((), batch_size=batch_size) == []
 
 
 @pytest.mark.parametrize(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
 
-from ccf_llm.testing.make_tiny import TINY_CATALOG, tiny_tokenizer
+from ccf_llm.testing.make_tiny import PROMPT_TEXT, TINY_CATALOG, tiny_tokenizer
 from processing_ccf import CATALOG_FILE, PROCESSOR_FILE, CCFLLMProcessor
 
 UNKNOWN_TITLE = "A Film Not In The Catalog (2001)"
@@ -139,6 +142,70 @@ def test_unknown_title_has_no_cf_id(processor: CCFLLMProcessor) -> None:
     # an id outside the catalog keeps its id (the model treats it as unknown) and gets a stand-in title
     assert processor.encode([], 99)["item_id"] == 99
     assert processor.item_title(99) == "item 99"
+
+
+def test_a_title_that_several_items_share_has_the_lowest_id() -> None:
+    processor = CCFLLMProcessor(tiny_tokenizer(), {246: "Chasing Amy (1997)", 268: "Chasing Amy (1997)"})
+    assert processor.item_id("Chasing Amy (1997)") == 246
+
+
+# --- the answer tokens --------------------------------------------------------------------------
+
+
+def sentencepiece_style_tokenizer(across_words: bool = False) -> PreTrainedTokenizerFast:
+    """A Llama-2-style tokenizer: "▁" prepended and for every space, so that " Yes" alone is "▁" + "▁Yes".
+    ``across_words``: no split at the "▁"s, so that BPE merges pieces of two words (":▁")."""
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    if not across_words:
+        tokenizer.pre_tokenizer = pre_tokenizers.Split("▁", "merged_with_next")
+    tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.Strip(" ", 1, 0)])
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"])
+    tokenizer.train_from_iterator([PROMPT_TEXT, *TINY_CATALOG.values()], trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+def test_answer_tokens_continue_the_prompt(processor: CCFLLMProcessor) -> None:
+    """The tokens that " Yes" and " No" begin with after "Answer:": for a SentencePiece-style tokenizer not the
+    first token of " Yes" alone, a bare "▁" that " No" shares; byte-level BPE (SmolLM2, the tiny tokenizer) keeps
+    "ĠYes" / "ĠNo"."""
+    assert processor.tokenizer.convert_ids_to_tokens([processor.yes_token_id, processor.no_token_id]) == [
+        "ĠYes",
+        "ĠNo",
+    ]
+    tokenizer = sentencepiece_style_tokenizer()
+    alone = [tokenizer.encode(answer, add_special_tokens=False)[0] for answer in (" Yes", " No")]
+    assert alone[0] == alone[1]
+    sentencepiece = CCFLLMProcessor(tokenizer, TINY_CATALOG, max_length=160)
+    yes_no = [sentencepiece.yes_token_id, sentencepiece.no_token_id]
+    assert tokenizer.convert_ids_to_tokens(yes_no) == ["▁Yes", "▁No"]
+
+
+def bytes_only_tokenizer() -> PreTrainedTokenizerFast:
+    """Byte-level BPE without merges: " Yes" and " No" both begin with "Ġ"."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(
+        vocab_size=len(alphabet) + 2, special_tokens=["<pad>", "<eos>"], initial_alphabet=alphabet
+    )
+    tokenizer.train_from_iterator([PROMPT_TEXT], trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>")
+
+
+@pytest.mark.parametrize(
+    "make_tokenizer",
+    [bytes_only_tokenizer, lambda: sentencepiece_style_tokenizer(across_words=True)],  # ":▁" + "Ye" + "s"
+    ids=["same first token", "merged into the prompt's end"],
+)
+def test_a_tokenizer_without_distinct_answer_tokens_is_refused(
+    make_tokenizer: Callable[[], PreTrainedTokenizerFast],
+) -> None:
+    tokenizer = make_tokenizer()
+    with pytest.raises(ValueError, match=rf"tokenizer {type(tokenizer).__name__} .* ' Yes' and ' No'"):
+        CCFLLMProcessor(tokenizer, TINY_CATALOG, max_length=400)
 
 
 @pytest.mark.parametrize("side", ["left", "right"])

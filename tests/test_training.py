@@ -479,3 +479,22 @@ def test_bf16_on_a_cpu_that_emulates_it_is_kept_with_a_warning(monkeypatch) -> N
         warnings.simplefilter("error")
         assert uses_bf16(ExperimentConfig(bf16=True)) is True
         assert uses_bf16(ExperimentConfig(bf16=None)) is True
+
+
+def test_checkpointed_attention_stays_off_cudnn_when_recomputed_in_backward() -> None:
+    """Gradient checkpointing recomputes attention in backward, after ``forward``'s backend restriction ended."""
+    model, processor = tiny_model("llama", "gate")
+    model.set_attn_implementation("sdpa")
+    model.gradient_checkpointing_enable()
+    model.train()
+    cudnn_allowed: list[bool] = []
+    for layer in model.backbone.base_model.layers:
+        layer.self_attn.register_forward_pre_hook(
+            lambda *_: cudnn_allowed.append(torch.backends.cuda.cudnn_sdp_enabled())
+        )
+    batch = processor([[1, 2], [3]], [4, 5], [1, 2], labels=[1.0, 0.0])
+    model(**batch).loss.backward()
+    layers = len(model.backbone.base_model.layers)
+    assert len(cudnn_allowed) == 2 * layers  # each layer's attention: once forward, once recomputed
+    assert not any(cudnn_allowed)
+    assert torch.backends.cuda.cudnn_sdp_enabled()

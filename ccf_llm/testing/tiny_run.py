@@ -68,7 +68,9 @@ def write_tiny_run_inputs(root: str | Path, model_type: str = "llama", cf_dim: i
 def tiny_run_settings(inputs: dict[str, Path], output_dir: str | Path, **changes) -> dict:
     """``ExperimentConfig`` settings of a two-stage run on :func:`write_tiny_run_inputs`' files.
 
-    Tiny random backbones have tiny logits: only a large learning rate moves them within a few steps.
+    Tiny random backbones have tiny logits: only a large learning rate moves them within a few steps. fp32 on
+    every CPU: the tests compare scores across attention kernels, batch shapes and processes to 1e-4, which bf16
+    (the default where it is native, e.g. AMX) does not hold.
     """
     stage1 = {"epochs": 3, "learning_rate": 0.05, "batch_size": 8, "eval_batch_size": 32, "warmup_ratio": 0.0}
     settings = {
@@ -79,6 +81,7 @@ def tiny_run_settings(inputs: dict[str, Path], output_dir: str | Path, **changes
         "output_dir": str(output_dir),
         "max_length": 160,
         "lora_dropout": 0.0,
+        "bf16": False,
         "stage1": stage1,
         "stage2": {**stage1, "learning_rate": 0.01},
     }

@@ -10,7 +10,7 @@ import yaml
 
 from configuration_ccf import FUSIONS
 
-STAGES = ("stage1", "stage2")  # the settings that hold a StageConfig
+STAGE_DEFAULTS = {"stage1": {"learning_rate": 2e-4}, "stage2": {"learning_rate": 1e-3}}  # over StageConfig's
 
 
 @dataclass
@@ -53,11 +53,12 @@ class ExperimentConfig:
     max_valid_rows: int | None = None  # a fixed random sample of valid (CPU protocol); None = all
     max_test_rows: int | None = None  # a fixed random sample of test (smoke runs); None = all
     sample_seed: int = 42  # draws those samples; not `seed`, so runs of any seed score the same rows
-    schedule: str = "two_stage"  # two_stage | joint
+    # two_stage | joint (one stage tuning LoRA and ALG/GATE, with stage2's settings)
+    schedule: str = "two_stage"
     stage2_tunes_lora: bool = False
     init_from: str | None = None  # a finished run whose stage-1 LoRA replaces stage 1
-    stage1: StageConfig = field(default_factory=lambda: StageConfig(epochs=1, learning_rate=2e-4))
-    stage2: StageConfig = field(default_factory=lambda: StageConfig(epochs=1, learning_rate=1e-3))
+    stage1: StageConfig = field(default_factory=lambda: StageConfig(**STAGE_DEFAULTS["stage1"]))
+    stage2: StageConfig = field(default_factory=lambda: StageConfig(**STAGE_DEFAULTS["stage2"]))
     bf16: bool | None = None  # None = on where bf16 is native (a GPU that supports it, an AMX CPU)
     seed: int = 42
 
@@ -66,10 +67,13 @@ class ExperimentConfig:
             raise ValueError(f"Unknown fusion {self.fusion!r}; expected one of {', '.join(FUSIONS)}")
         if self.schedule not in ("two_stage", "joint"):
             raise ValueError(f"Unknown schedule {self.schedule!r}; expected two_stage or joint")
-        for name in STAGES:
+        if self.schedule == "joint" and self.init_from:
+            raise ValueError("schedule: joint trains LoRA and ALG/GATE from the start; it takes no init_from")
+        for name, defaults in STAGE_DEFAULTS.items():
             value = getattr(self, name)
+            # A stage block names only what it changes; the rest keeps its defaults.
             if isinstance(value, dict):
-                setattr(self, name, _build(StageConfig, value, name))
+                setattr(self, name, _build(StageConfig, {**defaults, **value}, name))
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> ExperimentConfig:
@@ -85,11 +89,10 @@ class ExperimentConfig:
             stage, dot, setting = key.partition(".")
             if not dot:
                 values[key] = value
-            elif stage in STAGES:
-                current = values.get(stage) or dataclasses.asdict(getattr(cls(), stage))
-                values[stage] = {**current, setting: value}
+            elif stage in STAGE_DEFAULTS:
+                values[stage] = {**(values.get(stage) or {}), setting: value}
             else:
-                raise ValueError(f"{key}: only {' and '.join(STAGES)} have settings of their own")
+                raise ValueError(f"{key}: only {' and '.join(STAGE_DEFAULTS)} have settings of their own")
         return _build(cls, values, str(path))
 
     def to_dict(self) -> dict:

@@ -161,18 +161,18 @@ def evaluate_saved_model(
     out: str | Path,
     splits: tuple[str, ...] = ("test",),
     processor_dir: str | Path | None = None,
+    bf16: bool = False,
 ) -> dict[str, dict]:
     """Score a saved model folder on the config's rows of ``splits``: e.g. a CPU-protocol model, trained and
     tested on samples, on the whole test split (``configs/ml1m.yaml``). Prompts follow the processor saved in
     ``processor_dir`` (default: the model folder; a stage checkpoint has none, its run's model folder has)."""
     data = subsample(config, load_named(config.data, config.data_dir))
-    # As trained: fp32 weights under bf16 autocast.
+    # As a run scores: fp32 weights, under bf16 autocast with ``bf16``.
     model = CCFLLMForCTR.from_pretrained(model_dir, dtype=torch.float32)
     processor = CCFLLMProcessor.from_pretrained(processor_dir or model_dir)
     rows = {
         split: encode_dataset(data.splits[split], processor, desc=f"tokenizing {split}") for split in splits
     }
-    bf16 = uses_bf16(config)
     return score_splits(model, processor, rows, config.stage2.eval_batch_size, bf16, Path(out))
 
 
@@ -198,7 +198,6 @@ def build_run_model(
             "item_noun": "book" if "book" in data.name else "movie",
         },
         fusion=config.fusion,
-        history_item_tokens=config.history_item_tokens,
         score_type=config.score_type,
         lora_r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -244,7 +243,8 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
     set_seed(config.seed)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    clock = WallClock(out, resume)
+    finished_stages = list(out.glob(f"*/{TRAINABLE_FILE}"))  # run_stage reloads them instead of training
+    clock = WallClock(out, continued=resume or bool(finished_stages))
     full_data = load_named(config.data, config.data_dir)
     data = subsample(config, full_data)
     model, processor, cf_name = build_run_model(config, data, full_data)
@@ -266,7 +266,7 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
         )
         model.save_pretrained(out / MODEL_DIR)
         processor.save_pretrained(out / MODEL_DIR)
-    process_seconds = clock.process_seconds()  # more than one entry when the run was resumed
+    process_seconds = clock.process_seconds()  # more than one entry when the run was continued
     row = {
         "method": config.method,
         "backbone": Path(config.backbone).name if config.backbone else "SmolLM2-135M-Instruct",

@@ -28,7 +28,6 @@ from .stages import set_trainable
 
 logger = logging.getLogger(__name__)
 
-ENCODED_COLUMNS = ("input_ids", "title_index", "history_ids", "item_id", "user_id")
 TRAINABLE_FILE = "trainable.safetensors"
 
 
@@ -84,26 +83,30 @@ def make_compute_metrics(dataset: Dataset):
 
 
 class NaNGuard(TrainerCallback):
-    """Stop at the first non-finite training loss instead of training on (DESIGN.md: a bf16 probe went to NaN)."""
+    """Stop at the first non-finite training loss or gradient norm instead of training on (DESIGN.md: a bf16 probe
+    went to NaN). Needs ``logging_nan_inf_filter=False``, or the Trainer logs earlier losses in place of a NaN."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss became {loss} at step {state.global_step}: lower the learning rate or turn bf16 off"
-            )
+        for name in ("loss", "grad_norm"):
+            value = (logs or {}).get(name)
+            if value is not None and not math.isfinite(value):
+                raise FloatingPointError(
+                    f"training {name} became {value} at step {state.global_step}: lower the learning rate or "
+                    "turn bf16 off"
+                )
 
 
 class WallClock(TrainerCallback):
     """A run's wall time per process that worked on it, written at training steps (at most once a second) and at
-    each stage's end, so a run resumed across sessions reports all of its time, not only the last process's."""
+    each stage's end, so a run continued across sessions (``--resume``, or finished stages reloaded) reports all of
+    its time, not only the last process's."""
 
     FILE = "wall_clock.json"
 
-    def __init__(self, run_dir: Path, resume: bool) -> None:
+    def __init__(self, run_dir: Path, continued: bool) -> None:
         self.path = run_dir / self.FILE
-        resumed = resume and self.path.is_file()
-        self.earlier = json.loads(self.path.read_text())["process_seconds"] if resumed else []
+        counted = continued and self.path.is_file()
+        self.earlier = json.loads(self.path.read_text())["process_seconds"] if counted else []
         self.start = time.perf_counter()
         self.written_at = -math.inf
 
@@ -136,7 +139,8 @@ class CTRTrainer(Trainer):
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
         labels = inputs.get("labels")
-        with torch.no_grad(), self.compute_loss_context_manager():
+        # accelerate's autocast wraps only ``model.forward``: scoring under ``bf16`` needs its own
+        with torch.no_grad(), self.accelerator.autocast():
             logits = self.accelerator.unwrap_model(model).score_shared_prefixes(**inputs)
         loss = None
         if labels is not None:
@@ -182,17 +186,16 @@ def training_arguments(
         metric_for_best_model="auc",
         greater_is_better=True,
         logging_steps=max(min(eval_steps // 4, 50), 1),
+        logging_nan_inf_filter=False,  # NaNGuard must see a NaN loss
         report_to=["tensorboard"],
         remove_unused_columns=False,
         label_names=["labels"],
-        bf16=bf16,
         seed=seed,
         data_seed=seed,
         dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=False,
-        use_cpu=explicit_cpu(bf16),
         **sampling,
+        **device_arguments(bf16),
     )
 
 
@@ -201,6 +204,20 @@ def world_size() -> int:
     if torch.distributed.is_initialized():
         return torch.distributed.get_world_size()
     return max(int(os.environ.get("WORLD_SIZE", "1")), 1)
+
+
+def device_arguments(bf16: bool) -> dict:
+    """The ``TrainingArguments`` of device and precision, for training and scoring alike. ``bf16`` comes from the
+    experiment config; a launcher's bf16/fp16 (``ACCELERATE_MIXED_PRECISION``) would otherwise override a
+    ``bf16: false`` silently."""
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if not bf16 and launched != "no":
+        raise ValueError(
+            f"the launcher asks for mixed precision {launched!r} (accelerate launch's --mixed_precision or config "
+            "file) but the experiment config has bf16: false; launch with mixed_precision no (the experiment "
+            "config decides: bf16: null turns bf16 on where it is native) or set bf16: true"
+        )
+    return {"bf16": bf16, "use_cpu": explicit_cpu(bf16), "dataloader_pin_memory": torch.cuda.is_available()}
 
 
 def explicit_cpu(bf16: bool) -> bool:
@@ -287,11 +304,9 @@ def predict_scores(
         per_device_eval_batch_size=batch_size,
         remove_unused_columns=False,
         label_names=["labels"],
-        bf16=bf16,
         report_to=[],
-        dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=False,
-        use_cpu=explicit_cpu(bf16),
+        **device_arguments(bf16),
     )
     trainer = CTRTrainer(model=model, args=args, data_collator=make_collator(processor))
     order = evaluation_order(dataset)
