@@ -12,7 +12,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from ccf_llm.data import SOURCES, load_source
+from ccf_llm.data import SOURCES, load_source, source_options
+
+# Flags passed on as load_source options (dest = option name); each source takes only some of them.
+OPTIONS = (
+    "label_threshold",
+    "max_history",
+    "max_train_rows",
+    "min_ratings",
+    "train_months",
+    "valid_months",
+    "test_months",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,23 +51,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             metavar=("FIRST", "LAST"),
             help=f"inclusive month slots of {split} (MovieLens)",
         )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for option in OPTIONS:  # a usage error, not a TypeError from the source's function
+        if getattr(args, option) is not None and option not in source_options(args.source):
+            parser.error(f"--{option.replace('_', '-')} does not apply to --source {args.source}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     options = {
-        key: value
-        for key, value in (
-            ("label_threshold", args.label_threshold),
-            ("max_history", args.max_history),
-            ("max_train_rows", args.max_train_rows),
-            ("min_ratings", args.min_ratings),
-            ("train_months", args.train_months and tuple(args.train_months)),
-            ("valid_months", args.valid_months and tuple(args.valid_months)),
-            ("test_months", args.test_months and tuple(args.test_months)),
-        )
-        if value is not None
+        option: tuple(value) if isinstance(value, list) else value  # month ranges: (first, last)
+        for option in OPTIONS
+        if (value := getattr(args, option)) is not None
     }
     if args.source == "amazon":
         options["progress"] = True

@@ -6,7 +6,8 @@
 
 Writes ``<out>/cf_tables.safetensors`` + ``cf_config.json`` (see ccf_llm.cf) and, for ML-1M, upserts
 the model's row in results/ml1m.json. With ``--grid`` it trains every combination of the model's
-grid in configs/cf_grid.yaml and keeps the one with the best valid AUC. The logic lives in ccf_llm.cf.
+grid in configs/cf_grid.yaml, keeps the one with the best valid AUC and writes the table of all of them
+to ``<out>/grid.json``. The logic lives in ccf_llm.cf.
 """
 
 from __future__ import annotations
@@ -88,12 +89,10 @@ def main() -> None:
         run, table = grid_search(
             name, data, {**DEFAULT_SETTINGS[name], **overrides}, grid, progress=not args.quiet
         )
-        (args.out / "grid.json").parent.mkdir(parents=True, exist_ok=True)
-        (args.out / "grid.json").write_text(json.dumps(table, indent=2) + "\n")
     else:
-        run = train_cf(name, data, overrides, progress=not args.quiet)
+        run, table = train_cf(name, data, overrides, progress=not args.quiet), None
     total = time.perf_counter() - start
-    save_cf_tables(run, args.out)
+    save_cf_tables(run, args.out, grid=table)
     print(json.dumps({"model": name, "settings": run.settings, "best_epoch": run.best_epoch,
                       "valid": run.valid, "test": run.test, "seconds": round(run.seconds, 1),
                       "total_seconds": round(total, 1), "out": str(args.out)}, indent=2))  # fmt: skip

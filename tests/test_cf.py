@@ -1,5 +1,8 @@
 """CF backbones on a tiny generated data set: they overfit it, are deterministic, and export tables."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +18,7 @@ from ccf_llm.cf import (
     save_cf_tables,
     train_cf,
 )
+from ccf_llm.cf import train as cf_train
 from ccf_llm.cf.train import predict
 from ccf_llm.data import CTRData
 from ccf_llm.data.schema import frame_to_dataset
@@ -86,6 +90,47 @@ def test_tables_round_trip(runs, key, tmp_path):
     assert config["model"] == run.name and config["valid"]["auc"] == run.valid["auc"]
     width = {"mf_bias": 18, "din": 32}.get(key, 16)  # MF+bias: [p, b, 1]; DIN: two tables side by side
     assert config["dim"] == user.shape[1] == item.shape[1] == width
+
+
+def test_failed_export_keeps_the_old_one(runs, tmp_path, monkeypatch):
+    """A failure while writing (here the second file) leaves the previous complete export as it was."""
+    save_cf_tables(runs["mf"], tmp_path, grid=[{"dim": 16}])
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    calls = []
+
+    def fail_second(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real_save_file(*args, **kwargs)
+
+    real_save_file = cf_train.save_file
+    monkeypatch.setattr(cf_train, "save_file", fail_second)
+    with pytest.raises(OSError, match="disk full"):
+        save_cf_tables(runs["din"], tmp_path)
+    # the same files with the same bytes, and no temporary files
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+    assert sorted(before) == ["cf_config.json", "cf_model.safetensors", "cf_tables.safetensors", "grid.json"]
+
+
+def test_export_killed_while_swapping_files_leaves_no_tables(runs, tmp_path, monkeypatch):
+    """``cf_tables.safetensors`` marks a finished export: once the first new file is in place, it is gone
+    until the last, so an interrupted swap makes the next run retrain instead of pairing old and new files."""
+    save_cf_tables(runs["mf"], tmp_path)
+    real_replace = os.replace
+
+    def fail_after_config(source, target):
+        real_replace(source, target)
+        if Path(target).name == "cf_config.json":
+            raise KeyboardInterrupt  # e.g. a kill between two renames
+
+    monkeypatch.setattr(os, "replace", fail_after_config)
+    with pytest.raises(KeyboardInterrupt):
+        save_cf_tables(runs["din"], tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["cf_config.json", "cf_model.safetensors"]
+    monkeypatch.setattr(os, "replace", real_replace)
+    save_cf_tables(runs["din"], tmp_path)
+    assert load_cf_tables(tmp_path)[2]["model"] == "din"
 
 
 @pytest.mark.parametrize("key", ["mf", "mf_bias", "lightgcn", "sasrec"])

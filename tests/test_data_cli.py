@@ -63,3 +63,23 @@ def test_errors_are_reported_without_traceback(
     assert "error: " in capsys.readouterr().err
     assert prepare_data.main(["--source", "amazon"]) == 2
     assert "needs both reviews and meta" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("source", "flags", "named"),
+    [
+        ("movielens", ["--path", "ml", "--min-ratings", "5"], "--min-ratings"),
+        ("default", ["--min-ratings", "5"], "--min-ratings"),
+        ("amazon", ["--reviews", "r.json", "--meta", "m.json", "--train-months", "1", "2"], "--train-months"),
+        ("split", ["--path", "split", "--max-train-rows", "10"], "--max-train-rows"),
+    ],
+)
+def test_an_option_the_source_does_not_take_is_a_usage_error(
+    prepare_data, capsys: pytest.CaptureFixture, source: str, flags: list[str], named: str
+) -> None:
+    """Not a TypeError traceback from the source's function."""
+    with pytest.raises(SystemExit) as exit_info:
+        prepare_data.main(["--source", source, *flags])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: " in err and f"error: {named} does not apply to --source {source}" in err

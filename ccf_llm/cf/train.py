@@ -7,6 +7,7 @@ sit near AUC .5 for a long time before it learns), and the best epoch's weights 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import itertools
@@ -26,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
+from ccf_llm.atomic import replaced_atomically
 from ccf_llm.data import CTRData
 from ccf_llm.metrics import ctr_metrics
 
@@ -66,6 +68,7 @@ DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
     "din": {"dim": 64, "history_len": 10, "lr": 1e-3, "weight_decay": 1e-4, "patience": 5},
 }
 TABLES_FILE, CONFIG_FILE, MODEL_FILE = "cf_tables.safetensors", "cf_config.json", "cf_model.safetensors"
+GRID_FILE = "grid.json"  # scripts/train_cf.py --grid: one row per trained combination
 
 
 @dataclass
@@ -220,15 +223,17 @@ def train_cf(
     if name not in MODELS:
         raise ValueError(f"unknown CF model {name!r}; choose from {sorted(MODELS)}")
     model_kwargs, config = split_settings({**DEFAULT_SETTINGS[name], **(settings or {})})
-    torch.manual_seed(config.seed)
-    start = time.perf_counter()
-    splits = data if isinstance(data, CFSplits) else encode_splits(data, _history_len(name, model_kwargs))
-    model = MODELS[name].from_data(splits.n_users, splits.n_items, splits.train, **model_kwargs)
-    if splits.train["his"].shape[1] != model.history_len:
-        raise ValueError(
-            f"{name}: splits carry {splits.train['his'].shape[1]} history items, model wants {model.history_len}"
-        )
-    best_epoch, curve = fit(model, splits, config, progress)
+    # Seeded here, leaving the caller's random state alone (a run's LLM init follows its own seed after this).
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        start = time.perf_counter()
+        splits = data if isinstance(data, CFSplits) else encode_splits(data, _history_len(name, model_kwargs))
+        model = MODELS[name].from_data(splits.n_users, splits.n_items, splits.train, **model_kwargs)
+        if splits.train["his"].shape[1] != model.history_len:
+            raise ValueError(
+                f"{name}: splits carry {splits.train['his'].shape[1]} history items, model wants {model.history_len}"
+            )
+        best_epoch, curve = fit(model, splits, config, progress)
     return CFRun(
         name=name,
         settings={**model_kwargs, **asdict(config)},
@@ -280,17 +285,21 @@ def grid_search(
     return best, table
 
 
-def save_cf_tables(run: CFRun, out_dir: str | os.PathLike) -> Path:
-    """Write ``cf_tables.safetensors`` (float32 ``user_embeddings`` / ``item_embeddings``), ``cf_config.json``
-    and ``cf_model.safetensors`` (the model's weights: ``load_cf_model`` scores other rows with its own logit)."""
+def save_cf_tables(run: CFRun, out_dir: str | os.PathLike, grid: list[dict] | None = None) -> Path:
+    """Write ``cf_tables.safetensors`` (float32 ``user_embeddings`` / ``item_embeddings``), ``cf_config.json``,
+    ``cf_model.safetensors`` (the model's weights: ``load_cf_model`` scores other rows with its own logit)
+    and, given a search table, ``grid.json``.
+
+    The tables file marks a finished export (``ccf_llm.training.run`` trains CF only when it is missing), so
+    every file goes to a temporary name first; the old tables are removed before the first file is replaced
+    and the new ones put in place last: a failure or kill leaves either the old export or no tables file.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run.model.eval()
     user, item = run.model.export_tables(run.user_history)
     tables = {"user_embeddings": user.float().contiguous(), "item_embeddings": item.float().contiguous()}
-    save_file(tables, str(out / TABLES_FILE), metadata={"model": run.name})
     weights = {name: tensor.contiguous() for name, tensor in run.model.state_dict().items()}
-    save_file(weights, str(out / MODEL_FILE), metadata={"model": run.name})
     config = {
         "model": run.name,
         "dim": int(user.shape[1]),
@@ -302,7 +311,18 @@ def save_cf_tables(run: CFRun, out_dir: str | os.PathLike) -> Path:
         "best_epoch": run.best_epoch,
         "seconds": round(run.seconds, 1),
     }
-    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    texts = {CONFIG_FILE: config} | ({GRID_FILE: grid} if grid is not None else {})
+    # The stack exits in reverse order: the tables file, entered first, is put in place last.
+    with contextlib.ExitStack() as stack:
+        tmp = {
+            name: stack.enter_context(replaced_atomically(out / name))
+            for name in (TABLES_FILE, MODEL_FILE, *texts)
+        }
+        save_file(tables, str(tmp[TABLES_FILE]), metadata={"model": run.name})
+        save_file(weights, str(tmp[MODEL_FILE]), metadata={"model": run.name})
+        for name, content in texts.items():
+            tmp[name].write_text(json.dumps(content, indent=2) + "\n")
+        (out / TABLES_FILE).unlink(missing_ok=True)  # no finished-export marker while the files are swapped
     return out
 
 

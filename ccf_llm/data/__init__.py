@@ -4,7 +4,7 @@ from .amazon import process_amazon_book
 from .movielens import process_movielens, read_movielens
 from .recbole_default import RECBOLE_INSTALL, load_default, recbole_ml100k_dir
 from .schema import ROW_COLUMNS, SPLITS, CTRData, DataError, load_split
-from .sources import SHARED_ML1M, SOURCES, load_named, load_source
+from .sources import SHARED_ML1M, SOURCES, load_named, load_source, source_options
 
 __all__ = [
     "RECBOLE_INSTALL",
@@ -22,4 +22,5 @@ __all__ = [
     "process_movielens",
     "read_movielens",
     "recbole_ml100k_dir",
+    "source_options",
 ]

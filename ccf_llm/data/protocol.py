@@ -96,8 +96,9 @@ def build_ctr_data(
       in that order (CoLLM ML-1M). ``source``: both by first appearance in source order (CoLLM Amazon);
     - ``his`` runs over all three splits, so valid/test rows see the user's train positives;
     - ``max_history`` keeps the last k history items (after the leading 0); None keeps all;
-    - ``max_train_rows`` keeps only the most recent train rows (ids and histories are unaffected);
-    - ``not_cold`` = 1 for train rows and for valid/test rows whose user and item are both in train.
+    - ``max_train_rows`` keeps only the most recent train rows (ids, histories and warm flags are unaffected);
+    - ``not_cold`` = 1 for train rows and for valid/test rows whose user and item are both in the full train
+      split, before ``max_train_rows``: the same flags as ``ccf_llm.training.run.subsample`` keeps.
     """
     if max_history is not None and max_history < 0:
         raise ValueError(f"max_history must be >= 0 or None, got {max_history}")
@@ -141,18 +142,17 @@ def build_ctr_data(
         rows["uid"].to_numpy(), rows["iid"].to_numpy(), rows["label"].to_numpy(), max_history
     )
 
-    if max_train_rows is not None:
-        train = rows[rows["split"] == "train"]
+    train = rows[rows["split"] == "train"]
+    warm = rows["uid"].isin(set(train["uid"])) & rows["iid"].isin(set(train["iid"]))
+    rows["not_cold"] = ((rows["split"] == "train") | warm).astype(np.int64)
+
+    if max_train_rows is not None:  # after the warm flags: they refer to the full train split (DESIGN.md)
         recent = (
             train.assign(rank=source_rank[train.index])
             .sort_values(["timestamp", "rank"])
             .index[-max_train_rows:]
         )
         rows = rows[(rows["split"] != "train") | rows.index.isin(recent)]
-
-    train = rows[rows["split"] == "train"]
-    warm = rows["uid"].isin(set(train["uid"])) & rows["iid"].isin(set(train["iid"]))
-    rows["not_cold"] = ((rows["split"] == "train") | warm).astype(np.int64)
 
     item_ids = pd.Series(iid_by_row, index=events["item"].to_numpy()).groupby(level=0).first()
     items = dict(

@@ -14,7 +14,7 @@ valid 6 (Mar 1998), test 7 (Apr 1998); label = rating >= 4. Sizes with all train
 Most ML-100K users rate everything within a day, so a temporal split leaves few warm valid/test users
 (any month split does); the histories still carry each user's earlier positives of the same month.
 For a run of a few minutes on 2 CPU cores, pass e.g. ``max_train_rows=2000`` (the most recent 2,000
-train rows; ids, titles and histories are computed on all rows first).
+train rows; ids, titles, histories and warm flags are computed on all rows first).
 """
 
 from __future__ import annotations

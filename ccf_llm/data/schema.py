@@ -54,13 +54,18 @@ class CTRData:
         return pd.DataFrame(rows)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the parquet layout; each file is written to a temporary name first, so a crash leaves no half file."""
+        """Write the parquet layout; each file is written to a temporary name first, so a crash leaves no half file.
+
+        Without users, an earlier save's ``users.parquet`` is removed: ``load_split`` would read it as these users.
+        """
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         frames = {split: self.splits[split].to_pandas() for split in SPLITS}
         frames["items"] = pd.DataFrame({"iid": list(self.items), "title": list(self.items.values())})
         if self.users is not None:
             frames["users"] = self.users
+        else:
+            (out / "users.parquet").unlink(missing_ok=True)
         for name, frame in frames.items():
             with replaced_atomically(out / f"{name}.parquet") as tmp:
                 frame.to_parquet(tmp, index=False)
@@ -133,9 +138,10 @@ def _check_ids(frame: pd.DataFrame, column: str, path: Path, expected: str) -> p
 
 
 def check_rows(frame: pd.DataFrame, path: Path, items: set[int]) -> None:
-    """A split's rows follow the schema: ids >= 1 and in the catalog, 0/1 labels, integer histories."""
+    """A split's rows follow the schema: ids >= 1 and in the catalog, 0/1 labels, titles, integer histories."""
     if frame.empty:
         raise DataError(f"{path}: no rows; expected at least one row in every split")
+    _fail_at(path, frame, frame["title"].isna(), "title", "a title")
     _check_ids(frame, "uid", path, "an integer user id >= 1")
     iids = _check_ids(frame, "iid", path, "an integer item id >= 1")
     _fail_at(path, frame, ~iids.isin(items), "iid", "an item id listed in items.parquet")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,17 @@ def load_named(name: str, data_dir: str | os.PathLike | None = None) -> CTRData:
     return load_split(name)
 
 
+def source_options(source: str) -> tuple[str, ...]:
+    """The ``options`` that ``load_source`` accepts for ``source``: its function's parameters with defaults."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
+    functions = {"movielens": process_movielens, "amazon": process_amazon_book, "default": load_default}
+    if source not in functions:  # split
+        return ()
+    parameters = inspect.signature(functions[source]).parameters.values()
+    return tuple(p.name for p in parameters if p.default is not inspect.Parameter.empty)
+
+
 def load_source(
     source: str,
     *,
@@ -39,8 +51,12 @@ def load_source(
 
     ``options`` go to the source's function (e.g. ``max_train_rows``, ``label_threshold``, ``progress``).
     """
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
+    accepted = source_options(source)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:  # named here rather than as a TypeError from inside the source's function
+        raise ValueError(
+            f"source {source!r} does not take {unknown}; it takes {list(accepted) or 'no options'}"
+        )
     if source == "amazon":
         if reviews is None or meta is None:
             raise ValueError("source 'amazon' needs both reviews and meta paths")
@@ -50,12 +66,8 @@ def load_source(
     if path is None:
         raise ValueError(f"source {source!r} needs a path")
     if source == "split":
-        if options:
-            raise ValueError(
-                f"source 'split' reads a finished split and takes no options, got {sorted(options)}"
-            )
         return load_split(path)
     return process_movielens(path, **options)
 
 
-__all__ = ["SHARED_ML1M", "SOURCES", "load_named", "load_source"]
+__all__ = ["SHARED_ML1M", "SOURCES", "load_named", "load_source", "source_options"]

@@ -15,21 +15,21 @@ def gate_statistics(
     model: CCFLLMForCTR,
     processor: CCFLLMProcessor,
     encoded: Dataset,
-    max_rows: int = 2048,
     batch_size: int = 64,
 ) -> dict[str, list[float]]:
     """Mean candidate-item gate per dimension over warm (``not_cold``) and cold rows; ``a`` near 1 = text.
 
-    Rows are an encoded split (``ccf_llm.training.trainer.encode_dataset``); the first ``max_rows`` are used.
+    Rows are an encoded split (``ccf_llm.training.trainer.encode_dataset``), all of them: split files are
+    sorted by user, so a prefix would cover the lowest user ids only, and without a backbone pass all rows
+    cost little (ML-1M's 7,331 test rows: 8 s on one CPU thread at SmolLM2-135M's width).
     """
     if model.config.fusion not in ("gate", "scalar_gate"):
         return {}
-    rows = encoded.select(range(min(max_rows, len(encoded))))
     device = next(model.parameters()).device
     sums = {"warm": 0.0, "cold": 0.0}
     counts = {"warm": 0, "cold": 0}
-    for start in range(0, len(rows), batch_size):
-        chunk = rows.select(range(start, min(start + batch_size, len(rows))))
+    for start in range(0, len(encoded), batch_size):
+        chunk = encoded.select(range(start, min(start + batch_size, len(encoded))))
         batch = {k: v.to(device) for k, v in processor.pad(list(chunk)).items()}
         inputs = [
             batch.get(key) for key in ("input_ids", "user_ids", "item_ids", "history_ids", "title_index")
