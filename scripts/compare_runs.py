@@ -5,7 +5,9 @@
 
 Each argument is a run folder with ``<split>_scores.parquet`` (``scripts/train.py --output-dir``,
 ``scripts/score_cf.py --out``); all must have scored the same rows. The difference from the baseline is a
-paired bootstrap: both runs are scored on the same resampled rows.
+paired bootstrap: both runs are scored on the same resamples. A resample draws whole users (``--resample users``,
+the default): a user's rows share that user's leniency, so drawing single rows (``--resample rows``, what files
+without a ``resample`` field used) gives intervals that are too narrow.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 from pathlib import Path
 
 from ccf_llm.atomic import write_text_atomically
-from ccf_llm.evaluation.compare import compare_runs, run_name
+from ccf_llm.evaluation.compare import RESAMPLE_UNITS, compare_runs, run_name
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,17 +31,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--resample",
+        default="users",
+        choices=RESAMPLE_UNITS,
+        help="what a bootstrap draw takes (default users)",
+    )
+    parser.add_argument(
         "--out", type=Path, help="also write the table, settings and command to this JSON file"
     )
     args = parser.parse_args(argv)
     try:
         table = compare_runs(
-            args.runs, args.baseline, args.split, args.confidence, n_resamples=args.resamples, seed=args.seed
+            args.runs,
+            args.baseline,
+            args.split,
+            args.confidence,
+            n_resamples=args.resamples,
+            seed=args.seed,
+            resample=args.resample,
         )
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"compare_runs: {err}")
     print(
-        f"{args.split} AUC, {args.confidence:.0%} BCa bootstrap intervals over rows ({args.resamples} resamples)"
+        f"{args.split} AUC, {args.confidence:.0%} BCa bootstrap intervals over {args.resample} "
+        f"({args.resamples} resamples)"
     )
     print(table.to_string(float_format=lambda value: f"{value:.4f}"))
     if args.out:
@@ -48,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
             "confidence": args.confidence,
             "resamples": args.resamples,
             "seed": args.seed,
+            "resample": args.resample,
             "baseline": str(args.baseline) if args.baseline else None,
             "baseline_method": run_name(args.baseline) if args.baseline else None,
             "command": shlex.join(["python", "scripts/compare_runs.py", *(argv or sys.argv[1:])]),

@@ -74,11 +74,21 @@ def test_compare_runs_script_prints_and_writes_the_table(runs, tmp_path, load_sc
     written = json.loads(out.read_text())
     assert written["command"].startswith("python scripts/compare_runs.py ") and written["resamples"] == 200
     assert [row["method"] for row in written["rows"]] == ["Better"] and written["rows"][0]["diff_low"] > 0
+    assert written["resample"] == "users"  # the default: a user's rows are not independent
     table = intervals_table(out).splitlines()  # the README's rendering of the file
-    assert table[0] == "| method | test AUC | 95% interval | test UAUC | minus Base | 95% interval |"
+    interval = "95% interval (users resampled)"
+    assert table[0] == f"| method | test AUC | {interval} | test UAUC | minus Base | {interval} |"
     row = written["rows"][0]
     assert table[2].startswith(
         f"| Better | {row['auc']:.4f} | {row['auc_low']:.4f} – {row['auc_high']:.4f} | {row['uauc']:.4f} | +"
     )
+    load_script("compare_runs").main([*argv, "--resample", "rows"])
+    by_rows = json.loads(out.read_text())
+    assert by_rows["resample"] == "rows" and by_rows["rows"][0]["auc"] == row["auc"]
+    del by_rows["resample"]  # a file from before the option: it resampled rows
+    by_rows["rows"][0]["diff_low"] = None  # a bootstrap that found no interval
+    out.write_text(json.dumps(by_rows))
+    old_table = intervals_table(out).splitlines()
+    assert "95% interval (rows resampled)" in old_table[0] and "| – – +" in old_table[2]
     with pytest.raises(SystemExit, match=r"compare_runs: .*no scores"):
         load_script("compare_runs").main([str(tmp_path / "missing")])

@@ -154,6 +154,27 @@ def test_paired_difference_is_surer_than_either_auc():
     assert auc_interval(labels, strong, weak, n_resamples=500, seed=1)["low"] > 0  # not one lucky seed
 
 
+def test_resampling_users_widens_the_interval_when_their_rows_share_leniency():
+    """Rows of one user are not independent draws: a row bootstrap is too sure of itself there."""
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 40, 2000)
+    leniency = rng.normal(0, 1.5, 40)[users]
+    labels = (rng.random(2000) < 1 / (1 + np.exp(-leniency))).astype(int)
+    scores = leniency + rng.normal(0, 2, 2000)
+    by_rows, by_users = (auc_interval(labels, scores, groups=g, n_resamples=400) for g in (None, users))
+    assert by_users["estimate"] == by_rows["estimate"]
+    assert by_users["high"] - by_users["low"] > 1.5 * (by_rows["high"] - by_rows["low"])
+    assert by_users["low"] < by_users["estimate"] < by_users["high"]
+
+
+def test_the_same_ranking_differs_by_exactly_zero():
+    """Two runs that rank the rows alike (a rerun, a monotone rescaling) get 0 and a zero interval, not NaN."""
+    labels, weak, _ = _scored_rows(n=300)
+    for groups in (None, np.arange(300) % 30):
+        same = auc_interval(labels, weak, 2 * weak + 1, groups=groups, n_resamples=100)
+        assert same == {"estimate": 0.0, "low": 0.0, "high": 0.0}
+
+
 @pytest.mark.parametrize(
     ("labels", "scores", "baseline", "message"),
     [

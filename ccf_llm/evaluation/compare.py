@@ -19,6 +19,7 @@ from ..metrics import auc_interval, ctr_metrics
 
 ROW_COLUMNS = ("uid", "label", "not_cold")  # which example: the same in every run that scored these rows
 SCORE_COLUMNS = (*ROW_COLUMNS, "score")
+RESAMPLE_UNITS = ("users", "rows")
 
 
 def scores_file(folder: str | os.PathLike, split: str) -> Path:
@@ -76,15 +77,20 @@ def compare_runs(
     confidence: float = 0.95,
     n_resamples: int = 2000,
     seed: int = 0,
+    resample: str = "users",
 ) -> pd.DataFrame:
     """One row per run: its AUC with a bootstrap interval, its UAUC and, given ``baseline``, AUC minus the
-    baseline's on the same resampled rows (paired) with its interval. Every run must have scored the same rows."""
+    baseline's on the same resamples (paired) with its interval. Every run must have scored the same rows.
+    ``resample``: "users" draws whole users (their rows are not independent), "rows" single rows (narrower)."""
     if not folders:
         raise ValueError("compare_runs: no run folders given")
+    if resample not in RESAMPLE_UNITS:
+        raise ValueError(f"compare_runs: resample must be one of {RESAMPLE_UNITS}, got {resample!r}")
     reference_folder = baseline if baseline is not None else folders[0]
     reference = read_scores(reference_folder, split)
     reference_where = str(scores_file(reference_folder, split))
-    options = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
+    groups = reference["uid"].to_numpy() if resample == "users" else None
+    options = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed, "groups": groups}
     table = []
     for folder in folders:
         scores = read_scores(folder, split)
@@ -93,9 +99,7 @@ def compare_runs(
         uauc = ctr_metrics(scores["label"], scores["score"], scores["uid"])["uauc"]
         row = {"method": run_name(folder), "rows": len(scores), "auc": auc["estimate"],
                "auc_low": auc["low"], "auc_high": auc["high"], "uauc": uauc}  # fmt: skip
-        if baseline is not None and Path(folder).resolve() == Path(baseline).resolve():
-            row |= {"minus_baseline": 0.0, "diff_low": 0.0, "diff_high": 0.0}  # no resample can differ
-        elif baseline is not None:
+        if baseline is not None:
             diff = auc_interval(scores["label"], scores["score"], reference["score"], **options)
             row |= {"minus_baseline": diff["estimate"], "diff_low": diff["low"], "diff_high": diff["high"]}
         table.append(row)

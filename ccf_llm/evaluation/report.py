@@ -24,6 +24,10 @@ def _cell(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
+def _signed(value: float | None) -> str:  # None: a bootstrap that found no interval (written as null)
+    return "–" if value is None else f"{value:+.4f}"
+
+
 def _pipes(text: str) -> str:
     """A Markdown table cell: a ``|`` in the text must not end the cell."""
     return text.replace("|", "\\|")
@@ -89,21 +93,30 @@ def intervals_table(intervals_file: str | Path) -> str:
     """Markdown from ``scripts/compare_runs.py --out``: each run's AUC with its interval and, when the file has a
     baseline, the paired difference from it."""
     content = json.loads(Path(intervals_file).read_text())
+    # Files written before compare_runs resampled users lack the field: they resampled rows.
     level = f"{content['confidence']:.0%}"
-    columns = ["method", f"{content['split']} AUC", f"{level} interval"]
+    interval = f"{level} interval ({content.get('resample', 'rows')} resampled)"
+    columns = ["method", f"{content['split']} AUC", interval]
     # Files written before compare_runs reported UAUC lack it.
     with_uauc = all("uauc" in row for row in content["rows"])
     if with_uauc:
         columns.append(f"{content['split']} UAUC")
     if content["baseline"]:
-        columns += [f"minus {_method(content['baseline_method'])}", f"{level} interval"]
+        columns += [f"minus {_method(content['baseline_method'])}", interval]
     lines = ["| " + " | ".join(columns) + " |", "| --- |" + " ---: |" * (len(columns) - 1)]
     for row in content["rows"]:
-        cells = [_method(row["method"]), f"{row['auc']:.4f}", f"{row['auc_low']:.4f} – {row['auc_high']:.4f}"]
+        cells = [
+            _method(row["method"]),
+            f"{row['auc']:.4f}",
+            f"{_cell(row['auc_low'])} – {_cell(row['auc_high'])}",
+        ]
         if with_uauc:
             cells.append(_cell(row["uauc"]))
         if content["baseline"]:
-            cells += [f"{row['minus_baseline']:+.4f}", f"{row['diff_low']:+.4f} – {row['diff_high']:+.4f}"]
+            cells += [
+                f"{row['minus_baseline']:+.4f}",
+                f"{_signed(row['diff_low'])} – {_signed(row['diff_high'])}",
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
