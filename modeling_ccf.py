@@ -311,14 +311,17 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
     # --- scoring -----------------------------------------------------------------------------------
 
     def score(self, last_hidden: torch.Tensor) -> torch.Tensor:
-        """The CTR score from the last hidden state, using only the "Yes"/"No" rows of the output head."""
+        """The CTR score from the last hidden state, using only the "Yes"/"No" rows of the output head.
+
+        In float32 even under bf16 autocast: a bf16 logit near 15 moves in steps of 0.0625, coarser than many of
+        the Yes-No differences that rank the rows (results/README.md, "bf16 scoring")."""
         head = self.backbone.get_output_embeddings()
         rows = [self.config.yes_token_id, self.config.no_token_id]
-        weight = head.weight[rows].to(last_hidden.dtype)
-        logits = last_hidden @ weight.T
-        if getattr(head, "bias", None) is not None:
-            logits = logits + head.bias[rows].to(last_hidden.dtype)
-        logits = self._backbone_logit_transforms(logits)
+        with torch.autocast(last_hidden.device.type, enabled=False):
+            logits = last_hidden.float() @ head.weight[rows].float().T
+            if getattr(head, "bias", None) is not None:
+                logits = logits + head.bias[rows].float()
+            logits = self._backbone_logit_transforms(logits)
         if self.config.score_type == "yes":
             return logits[:, 0]
         return logits[:, 0] - logits[:, 1]

@@ -333,6 +333,22 @@ def test_score_applies_the_backbones_logit_transforms(model_type: str, score_typ
     assert not torch.allclose(raw_score, expected, atol=1e-2)  # the transform matters here
 
 
+def test_score_keeps_float32_resolution_under_bf16_autocast() -> None:
+    """The Yes/No head runs in float32 under autocast: in bf16, logits near 15 differ in steps of 0.0625, and
+    rows whose scores differ by less would tie."""
+    model, _ = tiny_model("llama", "gate")
+    head = model.backbone.get_output_embeddings()
+    rows = [model.config.yes_token_id, model.config.no_token_id]
+    torch.manual_seed(0)
+    last_hidden = torch.randn(64, head.weight.shape[1]) * 40  # logits of a few tens, like SmolLM2's
+    with torch.no_grad():
+        expected = (last_hidden @ head.weight[rows].T) @ torch.tensor([1.0, -1.0])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            under_autocast = model.score(last_hidden)
+    assert under_autocast.dtype == torch.float32
+    torch.testing.assert_close(under_autocast, expected, atol=1e-4, rtol=1e-5)
+
+
 def test_loss_is_bce_on_the_score() -> None:
     model, processor = tiny_model("llama", "gate")
     model.eval()
