@@ -243,8 +243,8 @@ def run_experiment(config: ExperimentConfig, command: str, resume: bool = False)
     set_seed(config.seed)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    finished_stages = list(out.glob(f"*/{TRAINABLE_FILE}"))  # run_stage reloads them instead of training
-    clock = WallClock(out, continued=resume or bool(finished_stages))
+    # A finished stage (its trainable weights saved) is reloaded by run_stage, not trained again.
+    clock = WallClock(out, continued=resume or any(out.glob(f"*/{TRAINABLE_FILE}")))
     full_data = load_named(config.data, config.data_dir)
     data = subsample(config, full_data)
     model, processor, cf_name = build_run_model(config, data, full_data)
