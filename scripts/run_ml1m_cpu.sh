@@ -12,7 +12,8 @@
 # under two seeds), BF16=1 STAGE2_LR=1 stage 2 on 8,192 rows at learning rates 3e-3 and 1e-3, BF16=1 TUNE_LORA_ROWS=1
 # stage 2 on 8,192 rows tuning LoRA too (from LORA_INIT=1's stage 1, against the biases model), BF16=1 STAGE1_LR=1
 # stage 1 at learning rates 2e-4, 2e-3 and 5e-3 and for 3 epochs (against LORA_INIT=1's stage 1), BF16=1 ALL_LINEAR=1
-# stage 1 with LoRA on every Linear layer (against the same). Last, bootstrap
+# stage 1 with LoRA on every Linear layer (against the same), BF16=1 BIASES_GRID=1 stage 2 on 16,384 rows reading the
+# biases model tuned on valid (from LORA_INIT=1's stage 1, against that model). Last, bootstrap
 # intervals of every finished run's test AUC; FULL_TEST=1 also scores every finished run's model (and the all-rows
 # run's last checkpoint) on the whole test split and compares those.
 set -euo pipefail
@@ -144,6 +145,20 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     python scripts/compare_runs.py outputs/ml1m-cpu/biases-rows{8192,16384}-bf16 "$mf_bias_model" \
       --baseline "$biases_model" --out results/ml1m_cpu_biases_intervals.json
   fi
+  if [ -n "${BIASES_GRID:-}" ]; then  # as BIASES_CF's 16,384-row run but reading the biases model whose learning rate
+    need_lora_init BIASES_GRID  # and weight decay won on valid (cf_grid.yaml's `biases`; ~75 min), held against it
+    bash scripts/cf_tables.sh biases_grid
+    biases_grid_model=outputs/cf/ml1m/biases_grid/cpu-subsample-rows
+    [ -f "$biases_grid_model/test_scores.parquet" ] || python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases_grid \
+      --config "$cfg" --method "User + item biases (lr x weight-decay grid) (cpu-subsample rows)" --out "$biases_grid_model"
+    cf_runs+=("$biases_grid_model")
+    method="CCF-LLM (tuned biases tables, stage 2 on 16,384 rows, bf16) (cpu-subsample)"
+    STAGE1=$lora_init stage2_bf16 biases-grid-rows16384-bf16 --set max_train_rows=16384 \
+      --cf-dir outputs/cf/ml1m/biases_grid --set stage2.evals_per_epoch=2 --resume --method "$method"
+    methods+=(--method "$method")
+    python scripts/compare_runs.py outputs/ml1m-cpu/biases-grid-rows16384-bf16 "$mf_bias_model" \
+      --baseline "$biases_grid_model" --out results/ml1m_cpu_biases_grid_intervals.json
+  fi
   if [ -n "${SEEDS:-}" ]; then  # how far a row moves with the training seed alone: stage 2 on 1,024 rows from the
     for seed in 42 43 44 45 46 47; do  # same stage 1 with six seeds, scored on the same rows (sample_seed); ~15 min each
       method="CCF-LLM (bf16, seed $seed) (cpu-subsample)"
@@ -250,6 +265,12 @@ if [ -n "${FULL_TEST:-}" ]; then  # the same models on the whole test split (7,3
   if [ -d outputs/ml1m-cpu/biases-rows16384-bf16 ]; then  # BIASES_CF=1's runs against the biases model they read
     python scripts/compare_runs.py "$full"/biases-rows16384-bf16 "$full"/biases-rows8192-bf16 "$full/cf-mf-bias" \
       --baseline "$full/cf-biases" --out results/ml1m_cpu_full_test_vs_biases_intervals.json
+  fi
+  if [ -d outputs/ml1m-cpu/biases-grid-rows16384-bf16 ]; then  # BIASES_GRID=1's run against the model it reads
+    python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases_grid --config configs/ml1m.yaml --no-results \
+      --method "User + item biases (lr x weight-decay grid)" --out "$full/cf-biases-grid"
+    python scripts/compare_runs.py "$full"/biases-grid-rows16384-bf16 "$full/cf-mf-bias" "$full/cf-biases" \
+      --baseline "$full/cf-biases-grid" --out results/ml1m_cpu_full_test_vs_biases_grid_intervals.json
   fi
   if [ -d outputs/ml1m-cpu/stage1-rows8192-seed43-bf16 ]; then  # STAGE1_ROWS=1's 16,384-row runs against the same
     python scripts/compare_runs.py "$full"/stage1-rows8192-bf16 "$full"/stage1-rows8192-seed43-bf16 \

@@ -56,6 +56,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--grid", action="store_true", help="search the model's grid in configs/cf_grid.yaml")
     parser.add_argument("--grid-file", type=Path, default=grid_file)
     parser.add_argument(
+        "--grid-name", help="which grid of --grid-file to search (default: the model's, e.g. mf_bias)"
+    )
+    parser.add_argument(
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="override settings (YAML values)"
     )
     parser.add_argument(
@@ -85,7 +88,13 @@ def main() -> None:
 
     start = time.perf_counter()
     if args.grid:
-        grid = yaml.safe_load(args.grid_file.read_text())[name]
+        grids = yaml.safe_load(args.grid_file.read_text()) or {}
+        grid_name = args.grid_name or name
+        if grid_name not in grids:
+            sys.exit(
+                f"train_cf.py: {args.grid_file} has no grid '{grid_name}' (it has: {', '.join(grids) or 'none'})"
+            )
+        grid = grids[grid_name]
         run, table = grid_search(
             name, data, {**DEFAULT_SETTINGS[name], **overrides}, grid, progress=not args.quiet
         )

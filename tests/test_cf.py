@@ -257,3 +257,26 @@ def test_score_cf_script_reproduces_the_cf_run_on_the_config_rows(
     assert {row["method"] for row in json.loads(results.read_text())["rows"]} == {"all", "sample"}
     model_name = METHOD_NAMES[load_cf_tables(tmp_path / "cf")[2]["model"]]
     assert run_name(tmp_path / "quiet") == f"{model_name} (cpu-subsample rows)"
+
+
+def test_train_cf_script_searches_the_named_grid(tiny, tmp_path, monkeypatch, load_script):
+    """--grid-name picks a grid of the file (the biases-alone grid is not MF-bias's); a name the file lacks is an
+    error naming the file and the grids it has, before anything is trained or written."""
+    import json
+    import sys
+
+    tiny.save(tmp_path / "data")
+    grids = tmp_path / "grids.yaml"
+    grids.write_text("mf_bias:\n  dim: [2, 4]\nbiases:\n  weight_decay: [0.0, 1.0e-3]\n")
+    train_cf_script = load_script("train_cf")
+    argv = ["train_cf.py", "--model", "mf", "--bias", "--set", "dim=0", "max_epochs=2", "min_epochs=1",
+            "--data-dir", str(tmp_path / "data"), "--grid", "--grid-file", str(grids), "--no-results", "--quiet"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", [*argv, "--grid-name", "biases", "--out", str(tmp_path / "biases")])
+    train_cf_script.main()
+    table = json.loads((tmp_path / "biases" / "grid.json").read_text())
+    assert [row["weight_decay"] for row in table] == [0.0, 1.0e-3]
+    assert load_cf_tables(tmp_path / "biases")[0].shape[1] == 2  # d = 0 kept: [b_u + b_0, 1]
+    monkeypatch.setattr(sys, "argv", [*argv, "--grid-name", "bias", "--out", str(tmp_path / "typo")])
+    with pytest.raises(SystemExit, match=r"grids.yaml has no grid 'bias' \(it has: mf_bias, biases\)"):
+        train_cf_script.main()
+    assert not (tmp_path / "typo").exists()
