@@ -186,13 +186,35 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.backbone.get_input_embeddings()
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
-        """``PreTrainedModel``'s, non-reentrant by default, with the attention recomputed in backward kept off cuDNN
-        too (``TRAINING_SDPA_BACKENDS``): ``forward``'s own restriction has ended by then."""
-        kwargs = {"use_reentrant": False, **(gradient_checkpointing_kwargs or {})}
+    @staticmethod
+    def _checkpoint_kwargs(kwargs: dict | None) -> dict:
+        """Non-reentrant by default, with the attention recomputed in backward kept off cuDNN too
+        (``TRAINING_SDPA_BACKENDS``): ``forward``'s own restriction has ended by then."""
+        kwargs = {"use_reentrant": False, **(kwargs or {})}
         if not kwargs["use_reentrant"]:  # context_fn works with non-reentrant checkpointing only
             kwargs.setdefault("context_fn", _training_attention_contexts)
-        super().gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        return kwargs
+
+    # Newer transformers call this activation_checkpointing_enable; the old name stays as an alias that warns.
+    if hasattr(PreTrainedModel, "activation_checkpointing_enable"):
+
+        def activation_checkpointing_enable(
+            self, activation_checkpointing_kwargs: dict | None = None, **kwargs
+        ) -> None:
+            """``PreTrainedModel``'s (``every_n_layers``, ``offload``), with ``_checkpoint_kwargs``' defaults."""
+            checkpoint_kwargs = self._checkpoint_kwargs(activation_checkpointing_kwargs)
+            super().activation_checkpointing_enable(
+                activation_checkpointing_kwargs=checkpoint_kwargs, **kwargs
+            )
+
+    else:
+
+        def gradient_checkpointing_enable(
+            self, gradient_checkpointing_kwargs: dict | None = None, **kwargs
+        ) -> None:
+            """``PreTrainedModel``'s, with ``_checkpoint_kwargs``' defaults."""
+            checkpoint_kwargs = self._checkpoint_kwargs(gradient_checkpointing_kwargs)
+            super().gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpoint_kwargs, **kwargs)
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
