@@ -70,11 +70,13 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     [ -d "$lora_init" ] || { echo "$1=1 needs LORA_INIT=1's stage 1 ($lora_init): add LORA_INIT=1" >&2; exit 2; }
   }
   biases_model=outputs/cf/ml1m/biases/cpu-subsample-rows  # user + item biases on the CPU rows, what stage-2 runs are held against
-  score_biases_model() {  # scored once: its tables, like every CF table here, are trained once
-    bash scripts/cf_tables.sh biases
-    [ -f "$biases_model/test_scores.parquet" ] || python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases \
-      --config "$cfg" --method "User + item biases (MF-bias with d = 0) (cpu-subsample rows)" --out "$biases_model"
+  score_cpu_rows() {  # score_cpu_rows TABLE METHOD: the CF model of cf_tables.sh's TABLE on the CPU rows, scored
+    local rows=outputs/cf/ml1m/$1/cpu-subsample-rows  # once: its tables, like every CF table here, are trained once
+    bash scripts/cf_tables.sh "$1"
+    [ -f "$rows/test_scores.parquet" ] ||
+      python scripts/score_cf.py --cf-dir "outputs/cf/ml1m/$1" --config "$cfg" --method "$2" --out "$rows"
   }
+  score_biases_model() { score_cpu_rows biases "User + item biases (MF-bias with d = 0) (cpu-subsample rows)"; }
   for rows in 8,192 16,384; do  # ~70 and ~125 min on 2 cores
     method="CCF-LLM (stage 2 on $rows rows, bf16) (cpu-subsample)"
     stage2_bf16 "rows${rows//,/}-bf16" --set max_train_rows="${rows//,/}" --method "$method"
@@ -147,10 +149,8 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
   fi
   if [ -n "${BIASES_GRID:-}" ]; then  # as BIASES_CF's 16,384-row run but reading the biases model whose learning rate
     need_lora_init BIASES_GRID  # and weight decay won on valid (cf_grid.yaml's `biases`; ~75 min), held against it
-    bash scripts/cf_tables.sh biases_grid
+    score_cpu_rows biases_grid "User + item biases (lr x weight-decay grid) (cpu-subsample rows)"
     biases_grid_model=outputs/cf/ml1m/biases_grid/cpu-subsample-rows
-    [ -f "$biases_grid_model/test_scores.parquet" ] || python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases_grid \
-      --config "$cfg" --method "User + item biases (lr x weight-decay grid) (cpu-subsample rows)" --out "$biases_grid_model"
     cf_runs+=("$biases_grid_model")
     method="CCF-LLM (tuned biases tables, stage 2 on 16,384 rows, bf16) (cpu-subsample)"
     STAGE1=$lora_init stage2_bf16 biases-grid-rows16384-bf16 --set max_train_rows=16384 \
