@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,14 @@ from .movielens import process_movielens
 from .recbole_default import load_default
 from .schema import CTRData, load_split
 
-SOURCES = ("split", "movielens", "amazon", "default")
+# Each source's function; its parameters with defaults are the ``options`` that ``load_source`` passes on.
+SOURCE_FUNCTIONS: dict[str, Callable[..., CTRData]] = {
+    "split": load_split,
+    "movielens": process_movielens,
+    "amazon": process_amazon_book,
+    "default": load_default,
+}
+SOURCES = tuple(SOURCE_FUNCTIONS)
 # The team's copy of the ML-1M split, in the folder beside the repository.
 SHARED_ML1M = Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-1m"
 
@@ -29,12 +37,9 @@ def load_named(name: str, data_dir: str | os.PathLike | None = None) -> CTRData:
 
 def source_options(source: str) -> tuple[str, ...]:
     """The ``options`` that ``load_source`` accepts for ``source``: its function's parameters with defaults."""
-    if source not in SOURCES:
+    if source not in SOURCE_FUNCTIONS:
         raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
-    functions = {"movielens": process_movielens, "amazon": process_amazon_book, "default": load_default}
-    if source not in functions:  # split
-        return ()
-    parameters = inspect.signature(functions[source]).parameters.values()
+    parameters = inspect.signature(SOURCE_FUNCTIONS[source]).parameters.values()
     return tuple(p.name for p in parameters if p.default is not inspect.Parameter.empty)
 
 
@@ -57,17 +62,16 @@ def load_source(
         raise ValueError(
             f"source {source!r} does not take {unknown}; it takes {list(accepted) or 'no options'}"
         )
+    function = SOURCE_FUNCTIONS[source]
     if source == "amazon":
         if reviews is None or meta is None:
             raise ValueError("source 'amazon' needs both reviews and meta paths")
-        return process_amazon_book(reviews, meta, **options)
+        return function(reviews, meta, **options)
     if source == "default":
-        return load_default(**options)
+        return function(**options)
     if path is None:
         raise ValueError(f"source {source!r} needs a path")
-    if source == "split":
-        return load_split(path)
-    return process_movielens(path, **options)
+    return function(path, **options)
 
 
 __all__ = ["SHARED_ML1M", "SOURCES", "load_named", "load_source", "source_options"]
