@@ -378,6 +378,15 @@ def make_plain(backbone: PreTrainedModel) -> peft.PeftModel:
     return peft.get_peft_model(backbone, config)
 
 
+def enable_checkpointing(model: PreTrainedModel | peft.PeftModel) -> None:
+    """Non-reentrant gradient checkpointing under the name this transformers has: 5.25 renamed the method to
+    ``activation_checkpointing_enable`` and kept the old one as an alias that warns."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 # --- batches -----------------------------------------------------------------------------------------
 
 

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     del backbone
     gc.collect()
     torch.cuda.empty_cache()
-    ours.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    common.enable_checkpointing(ours)
     ours.train()
     text = processor.with_settings(hybrid=False)
     near, longest = rows_near(text, rows, args.batch_size, args.tokens)
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     gc.collect()
     torch.cuda.empty_cache()
     plain_backbone = common.make_backbone(args, tokenizer, torch.float32)
-    plain_backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    common.enable_checkpointing(plain_backbone)
     plain = common.make_plain(plain_backbone).train()
     plain_batch = common.plain_batches(processor, near, len(near), 1, vocab, True)[0]
     step = plain_step(plain, True)

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     plain_model = common.make_plain(backbone)  # the backbone itself, now fp32 with LoRA
     for model in {id(m): m for m in (ours, sdpa32, sdpa_base, plain_model)}.values():
         if grad_ckpt:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            common.enable_checkpointing(model)
         model.train()
 
     text = processor.with_settings(hybrid=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,16 @@ def test_int8_copy_scores_like_the_model_with_its_lora_merged() -> None:
         lora_effect = (reference - untrained.score_shared_prefixes(**batch)).abs().max()
         quantization_error = (quantized.score_shared_prefixes(**batch) - reference).abs().max()
     assert quantization_error < lora_effect / 10, (quantization_error, lora_effect)
+
+
+def test_enable_checkpointing_uses_the_name_that_does_not_warn() -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4
+    )
+    plain = common.make_plain(LlamaForCausalLM(config))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # 5.25's gradient_checkpointing_enable warns
+        common.enable_checkpointing(plain)
+    assert all(layer.gradient_checkpointing for layer in plain.get_base_model().model.layers)
