@@ -92,6 +92,25 @@ def test_tables_round_trip(runs, key, tmp_path):
     assert config["dim"] == user.shape[1] == item.shape[1] == width
 
 
+def test_bias_weight_decay_applies_to_the_biases_alone(tiny):
+    """Parameters named "bias" get ``bias_weight_decay`` when it is set; everything else ``weight_decay``."""
+    model = train_cf(
+        "mf_bias", tiny, {**FAST, "max_epochs": 1, "bias_weight_decay": 0.5}, progress=False
+    ).model
+    groups = cf_train._parameter_groups(model, cf_train.TrainConfig(weight_decay=1e-2, bias_weight_decay=0.5))
+    names = {id(p): n for n, p in model.named_parameters()}
+    decays = {names[id(p)]: group["weight_decay"] for group in groups for p in group["params"]}
+    assert decays == {
+        "user_embedding.weight": 1e-2,
+        "item_embedding.weight": 1e-2,
+        "user_bias.weight": 0.5,
+        "item_bias.weight": 0.5,
+        "global_bias": 0.5,
+    }
+    (shared,) = cf_train._parameter_groups(model, cf_train.TrainConfig(weight_decay=1e-2))
+    assert shared["weight_decay"] == 1e-2 and len(shared["params"]) == len(decays)
+
+
 def test_failed_export_keeps_the_old_one(runs, tmp_path, monkeypatch):
     """A failure while writing (here the second file) leaves the previous complete export as it was."""
     save_cf_tables(runs["mf"], tmp_path, grid=[{"dim": 16}])

@@ -77,6 +77,9 @@ class TrainConfig:
 
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    # Weight decay of the parameters named "bias" (MF's user/item/global biases, layers' biases); None: as the
+    # others. Biases take one value per id, factors many: the best decay of the two need not be the same.
+    bias_weight_decay: float | None = None
     batch_size: int = 1024
     max_epochs: int = 300
     min_epochs: int = 10  # no early stop before this many epochs
@@ -177,12 +180,25 @@ class CFRun:
     curve: list[float] = field(default_factory=list)  # valid AUC per epoch
 
 
+def _parameter_groups(model: CFModel, config: TrainConfig) -> list[dict[str, Any]]:
+    """Adam's parameter groups: the bias parameters with ``bias_weight_decay`` (when set), the rest with
+    ``weight_decay``."""
+    if config.bias_weight_decay is None:
+        return [{"params": list(model.parameters()), "weight_decay": config.weight_decay}]
+    named = list(model.named_parameters())
+    groups = [
+        {"params": [p for n, p in named if "bias" not in n], "weight_decay": config.weight_decay},
+        {"params": [p for n, p in named if "bias" in n], "weight_decay": config.bias_weight_decay},
+    ]
+    return [group for group in groups if group["params"]]
+
+
 def fit(
     model: CFModel, splits: CFSplits, config: TrainConfig, progress: bool = True
 ) -> tuple[int, list[float]]:
     """Train in place; keeps the weights of the epoch with the best valid AUC. Returns (best epoch, curve)."""
     generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.Adam(_parameter_groups(model, config), lr=config.lr)
     train, n = splits.train, len(splits.train["label"])
     best_auc, best_epoch, best_state, curve = -1.0, 0, copy.deepcopy(model.state_dict()), []
     bar = tqdm(range(1, config.max_epochs + 1), desc=type(model).__name__, disable=not progress, leave=False)
