@@ -49,6 +49,11 @@ def test_compare_runs_reports_each_auc_and_the_paired_difference(runs):
     assert "minus_baseline" not in compare_runs([runs["better"]], n_resamples=100).columns
     itself = compare_runs([runs["baseline"]], baseline=runs["baseline"], n_resamples=100).loc["Base"]
     assert itself["minus_baseline"] == itself["diff_low"] == itself["diff_high"] == 0.0  # not NaN
+    assert itself["rank_correlation"] == pytest.approx(1.0)
+    # Better's scores are the baseline's noise plus more of the label; unnamed's are noise of their own.
+    assert (
+        table.loc["Better", "rank_correlation"] > 0.8 and abs(table.loc["unnamed", "rank_correlation"]) < 0.2
+    )
 
 
 def test_compare_runs_refuses_runs_on_other_rows(runs, tmp_path):

@@ -80,7 +80,8 @@ def compare_runs(
     resample: str = "users",
 ) -> pd.DataFrame:
     """One row per run: its AUC with a bootstrap interval, its UAUC and, given ``baseline``, AUC minus the
-    baseline's on the same resamples (paired) with its interval. Every run must have scored the same rows.
+    baseline's on the same resamples (paired) with its interval, and the Spearman correlation of the two runs'
+    scores (how much of the baseline's ranking the run keeps). Every run must have scored the same rows.
     ``resample``: "users" draws whole users (their rows are not independent), "rows" single rows (narrower)."""
     if not folders:
         raise ValueError("compare_runs: no run folders given")
@@ -101,6 +102,7 @@ def compare_runs(
                "auc_low": auc["low"], "auc_high": auc["high"], "uauc": uauc}  # fmt: skip
         if baseline is not None:
             diff = auc_interval(scores["label"], scores["score"], reference["score"], **options)
-            row |= {"minus_baseline": diff["estimate"], "diff_low": diff["low"], "diff_high": diff["high"]}
+            row |= {"minus_baseline": diff["estimate"], "diff_low": diff["low"], "diff_high": diff["high"],
+                    "rank_correlation": scores["score"].corr(reference["score"], method="spearman")}  # fmt: skip
         table.append(row)
     return pd.DataFrame(table).set_index("method")
