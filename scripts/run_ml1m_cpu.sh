@@ -13,7 +13,8 @@
 # stage 2 on 8,192 rows tuning LoRA too (from LORA_INIT=1's stage 1, against the biases model), BF16=1 STAGE1_LR=1
 # stage 1 at learning rates 2e-4, 2e-3 and 5e-3 and for 3 epochs (against LORA_INIT=1's stage 1), BF16=1 ALL_LINEAR=1
 # stage 1 with LoRA on every Linear layer (against the same), BF16=1 BIASES_GRID=1 stage 2 on 16,384 rows reading the
-# biases model tuned on valid (from LORA_INIT=1's stage 1, against that model). Last, bootstrap
+# biases model tuned on valid (from LORA_INIT=1's stage 1, against that model), BF16=1 TUNED_TABLES=1 the same run at
+# learning rate 3e-4 and without history <item> tokens (against the same). Last, bootstrap
 # intervals of every finished run's test AUC; FULL_TEST=1 also scores every finished run's model (and the all-rows
 # run's last checkpoint) on the whole test split and compares those.
 set -euo pipefail
@@ -159,6 +160,24 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     python scripts/compare_runs.py outputs/ml1m-cpu/biases-grid-rows16384-bf16 "$mf_bias_model" \
       --baseline "$biases_grid_model" --out results/ml1m_cpu_biases_grid_intervals.json
   fi
+  if [ -n "${TUNED_TABLES:-}" ]; then  # two changes to BIASES_GRID's run, one at a time (~70 min each): a third of
+    need_lora_init TUNED_TABLES  # its learning rate, and no CF vectors for the history items (only the candidate's)
+    score_cpu_rows biases_grid "User + item biases (lr x weight-decay grid) (cpu-subsample rows)"
+    tuned_runs=()
+    for change in "lr 3e-4" "no history <item> tokens"; do
+      case $change in
+        "lr 3e-4") name=lr3e-4 flags=(--set stage2.learning_rate=3e-4) ;;
+        *) name=no-history-tokens flags=(--set history_item_tokens=false) ;;
+      esac
+      method="CCF-LLM (tuned biases tables, stage 2 on 16,384 rows, $change, bf16) (cpu-subsample)"
+      STAGE1=$lora_init stage2_bf16 "biases-grid-rows16384-$name-bf16" --set max_train_rows=16384 \
+        --cf-dir outputs/cf/ml1m/biases_grid --set stage2.evals_per_epoch=2 "${flags[@]}" --resume --method "$method"
+      methods+=(--method "$method")
+      tuned_runs+=("outputs/ml1m-cpu/biases-grid-rows16384-$name-bf16")
+    done
+    python scripts/compare_runs.py outputs/ml1m-cpu/biases-grid-rows16384-bf16 "${tuned_runs[@]}" \
+      --baseline outputs/cf/ml1m/biases_grid/cpu-subsample-rows --out results/ml1m_cpu_tuned_tables_intervals.json
+  fi
   if [ -n "${SEEDS:-}" ]; then  # how far a row moves with the training seed alone: stage 2 on 1,024 rows from the
     for seed in 42 43 44 45 46 47; do  # same stage 1 with six seeds, scored on the same rows (sample_seed); ~15 min each
       method="CCF-LLM (bf16, seed $seed) (cpu-subsample)"
@@ -271,6 +290,10 @@ if [ -n "${FULL_TEST:-}" ]; then  # the same models on the whole test split (7,3
       --method "User + item biases (lr x weight-decay grid)" --out "$full/cf-biases-grid"
     python scripts/compare_runs.py "$full"/biases-grid-rows16384-bf16 "$full/cf-mf-bias" "$full/cf-biases" \
       --baseline "$full/cf-biases-grid" --out results/ml1m_cpu_full_test_vs_biases_grid_intervals.json
+  fi
+  if [ -d outputs/ml1m-cpu/biases-grid-rows16384-no-history-tokens-bf16 ]; then  # TUNED_TABLES=1's better run, the same way
+    python scripts/compare_runs.py "$full"/biases-grid-rows16384-no-history-tokens-bf16 "$full"/biases-grid-rows16384-bf16 \
+      --baseline "$full/cf-biases-grid" --out results/ml1m_cpu_full_test_tuned_tables_intervals.json
   fi
   if [ -d outputs/ml1m-cpu/stage1-rows8192-seed43-bf16 ]; then  # STAGE1_ROWS=1's 16,384-row runs against the same
     python scripts/compare_runs.py "$full"/stage1-rows8192-bf16 "$full"/stage1-rows8192-seed43-bf16 \
