@@ -14,7 +14,8 @@
 # stage 1 at learning rates 2e-4, 2e-3 and 5e-3 and for 3 epochs (against LORA_INIT=1's stage 1), BF16=1 ALL_LINEAR=1
 # stage 1 with LoRA on every Linear layer (against the same), BF16=1 BIASES_GRID=1 stage 2 on 16,384 rows reading the
 # biases model tuned on valid (from LORA_INIT=1's stage 1, against that model), BF16=1 TUNED_TABLES=1 the same run at
-# learning rate 3e-4 and without history <item> tokens (against the same). Last, bootstrap
+# learning rate 3e-4 and without history <item> tokens (with BIASES_GRID=1, whose run they are compared beside; against the
+# same model). Last, bootstrap
 # intervals of every finished run's test AUC; FULL_TEST=1 also scores every finished run's model (and the all-rows
 # run's last checkpoint) on the whole test split and compares those.
 set -euo pipefail
