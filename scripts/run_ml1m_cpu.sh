@@ -79,6 +79,15 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
       python scripts/score_cf.py --cf-dir "outputs/cf/ml1m/$1" --config "$cfg" --method "$2" --out "$rows"
   }
   score_biases_model() { score_cpu_rows biases "User + item biases (MF-bias with d = 0) (cpu-subsample rows)"; }
+  biases_grid_model=outputs/cf/ml1m/biases_grid/cpu-subsample-rows  # the biases tuned on valid, on the same rows
+  score_biases_grid_model() { score_cpu_rows biases_grid "User + item biases (lr x weight-decay grid) (cpu-subsample rows)"; }
+  tuned_tables_stage2() {  # tuned_tables_stage2 NAME CHANGE [FLAGS]: stage 2 on 16,384 rows reading the tuned biases, from
+    local name=$1 change=$2; shift 2  # LORA_INIT=1's stage 1; CHANGE (may be empty) names FLAGS in the row's method
+    method="CCF-LLM (tuned biases tables, stage 2 on 16,384 rows, ${change:+$change, }bf16) (cpu-subsample)"
+    STAGE1=$lora_init stage2_bf16 "biases-grid-rows16384${name:+-$name}-bf16" --set max_train_rows=16384 \
+      --cf-dir outputs/cf/ml1m/biases_grid --set stage2.evals_per_epoch=2 "$@" --resume --method "$method"
+    methods+=(--method "$method")
+  }
   for rows in 8,192 16,384; do  # ~70 and ~125 min on 2 cores
     method="CCF-LLM (stage 2 on $rows rows, bf16) (cpu-subsample)"
     stage2_bf16 "rows${rows//,/}-bf16" --set max_train_rows="${rows//,/}" --method "$method"
@@ -151,33 +160,19 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
   fi
   if [ -n "${BIASES_GRID:-}" ]; then  # as BIASES_CF's 16,384-row run but reading the biases model whose learning rate
     need_lora_init BIASES_GRID  # and weight decay won on valid (cf_grid.yaml's `biases`; ~75 min), held against it
-    score_cpu_rows biases_grid "User + item biases (lr x weight-decay grid) (cpu-subsample rows)"
-    biases_grid_model=outputs/cf/ml1m/biases_grid/cpu-subsample-rows
+    score_biases_grid_model
     cf_runs+=("$biases_grid_model")
-    method="CCF-LLM (tuned biases tables, stage 2 on 16,384 rows, bf16) (cpu-subsample)"
-    STAGE1=$lora_init stage2_bf16 biases-grid-rows16384-bf16 --set max_train_rows=16384 \
-      --cf-dir outputs/cf/ml1m/biases_grid --set stage2.evals_per_epoch=2 --resume --method "$method"
-    methods+=(--method "$method")
+    tuned_tables_stage2 "" ""
     python scripts/compare_runs.py outputs/ml1m-cpu/biases-grid-rows16384-bf16 "$mf_bias_model" \
       --baseline "$biases_grid_model" --out results/ml1m_cpu_biases_grid_intervals.json
   fi
   if [ -n "${TUNED_TABLES:-}" ]; then  # two changes to BIASES_GRID's run, one at a time (~70 min each): a third of
     need_lora_init TUNED_TABLES  # its learning rate, and no CF vectors for the history items (only the candidate's)
-    score_cpu_rows biases_grid "User + item biases (lr x weight-decay grid) (cpu-subsample rows)"
-    tuned_runs=()
-    for change in "lr 3e-4" "no history <item> tokens"; do
-      case $change in
-        "lr 3e-4") name=lr3e-4 flags=(--set stage2.learning_rate=3e-4) ;;
-        *) name=no-history-tokens flags=(--set history_item_tokens=false) ;;
-      esac
-      method="CCF-LLM (tuned biases tables, stage 2 on 16,384 rows, $change, bf16) (cpu-subsample)"
-      STAGE1=$lora_init stage2_bf16 "biases-grid-rows16384-$name-bf16" --set max_train_rows=16384 \
-        --cf-dir outputs/cf/ml1m/biases_grid --set stage2.evals_per_epoch=2 "${flags[@]}" --resume --method "$method"
-      methods+=(--method "$method")
-      tuned_runs+=("outputs/ml1m-cpu/biases-grid-rows16384-$name-bf16")
-    done
-    python scripts/compare_runs.py outputs/ml1m-cpu/biases-grid-rows16384-bf16 "${tuned_runs[@]}" \
-      --baseline outputs/cf/ml1m/biases_grid/cpu-subsample-rows --out results/ml1m_cpu_tuned_tables_intervals.json
+    score_biases_grid_model
+    tuned_tables_stage2 lr3e-4 "lr 3e-4" --set stage2.learning_rate=3e-4
+    tuned_tables_stage2 no-history-tokens "no history <item> tokens" --set history_item_tokens=false
+    python scripts/compare_runs.py outputs/ml1m-cpu/biases-grid-rows16384{,-lr3e-4,-no-history-tokens}-bf16 \
+      --baseline "$biases_grid_model" --out results/ml1m_cpu_tuned_tables_intervals.json
   fi
   if [ -n "${SEEDS:-}" ]; then  # how far a row moves with the training seed alone: stage 2 on 1,024 rows from the
     for seed in 42 43 44 45 46 47; do  # same stage 1 with six seeds, scored on the same rows (sample_seed); ~15 min each
