@@ -15,7 +15,8 @@
 # stage 1 with LoRA on every Linear layer (against the same), BF16=1 BIASES_GRID=1 stage 2 on 16,384 rows reading the
 # biases model tuned on valid (from LORA_INIT=1's stage 1, against that model), BF16=1 TUNED_TABLES=1 the same run at
 # learning rate 3e-4 and without history <item> tokens (with BIASES_GRID=1, whose run they are compared beside; against the
-# same model). Last, bootstrap
+# same model), BF16=1 TUNED_TABLES_CHECKS=1 CoLLM in that no-history setting and the CCF-LLM run under seed 43 (with
+# TUNED_TABLES=1, whose no-history run they check; against that CoLLM). Last, bootstrap
 # intervals of every finished run's test AUC; FULL_TEST=1 also scores every finished run's model (and the all-rows
 # run's last checkpoint) on the whole test split and compares those.
 set -euo pipefail
@@ -81,10 +82,13 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
   score_biases_model() { score_cpu_rows biases "User + item biases (MF-bias with d = 0) (cpu-subsample rows)"; }
   biases_grid_model=outputs/cf/ml1m/biases_grid/cpu-subsample-rows  # the biases tuned on valid, on the same rows
   score_biases_grid_model() { score_cpu_rows biases_grid "User + item biases (lr x weight-decay grid) (cpu-subsample rows)"; }
-  tuned_tables_stage2() {  # tuned_tables_stage2 NAME CHANGE [FLAGS]: stage 2 on 16,384 rows reading the tuned biases, from
-    local name=$1 change=$2; shift 2  # LORA_INIT=1's stage 1; CHANGE (may be empty) names FLAGS in the row's method
-    method="CCF-LLM (tuned biases tables, stage 2 on 16,384 rows, ${change:+$change, }bf16) (cpu-subsample)"
-    STAGE1=$lora_init stage2_bf16 "biases-grid-rows16384${name:+-$name}-bf16" --set max_train_rows=16384 \
+  # [FAMILY=CoLLM] tuned_tables_stage2 NAME CHANGE [FLAGS]: stage 2 on 16,384 rows reading the tuned biases, from
+  # LORA_INIT=1's stage 1. CHANGE (may be empty) names FLAGS in the row's method; FAMILY (default CCF-LLM) names the
+  # method and, when set, prefixes the run's folder.
+  tuned_tables_stage2() {
+    local name=$1 change=$2 family=${FAMILY:-CCF-LLM} prefix=${FAMILY:+${FAMILY,,}-}; shift 2
+    method="$family (tuned biases tables, stage 2 on 16,384 rows, ${change:+$change, }bf16) (cpu-subsample)"
+    STAGE1=$lora_init stage2_bf16 "${prefix}biases-grid-rows16384${name:+-$name}-bf16" --set max_train_rows=16384 \
       --cf-dir outputs/cf/ml1m/biases_grid --set stage2.evals_per_epoch=2 "$@" --resume --method "$method"
     methods+=(--method "$method")
   }
@@ -173,6 +177,17 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     tuned_tables_stage2 no-history-tokens "no history <item> tokens" --set history_item_tokens=false
     python scripts/compare_runs.py outputs/ml1m-cpu/biases-grid-rows16384{,-lr3e-4,-no-history-tokens}-bf16 \
       --baseline "$biases_grid_model" --out results/ml1m_cpu_tuned_tables_intervals.json
+  fi
+  if [ -n "${TUNED_TABLES_CHECKS:-}" ]; then  # TUNED_TABLES=1's no-history run, checked (~75 min each): CoLLM in its
+    need_lora_init TUNED_TABLES_CHECKS  # setting (CF vectors for <user> and the candidate alone are CoLLM's own prompt),
+    score_biases_grid_model  # and the run again under a second training seed
+    FAMILY=CoLLM tuned_tables_stage2 no-history-tokens "no history <item> tokens" --fusion cf_only \
+      --set history_item_tokens=false
+    tuned_tables_stage2 no-history-tokens-seed43 "no history <item> tokens, seed 43" --set history_item_tokens=false \
+      --set seed=43
+    python scripts/compare_runs.py outputs/ml1m-cpu/biases-grid-rows16384-no-history-tokens{,-seed43}-bf16 \
+      "$biases_grid_model" --baseline outputs/ml1m-cpu/collm-biases-grid-rows16384-no-history-tokens-bf16 \
+      --out results/ml1m_cpu_tuned_tables_checks_intervals.json
   fi
   if [ -n "${SEEDS:-}" ]; then  # how far a row moves with the training seed alone: stage 2 on 1,024 rows from the
     for seed in 42 43 44 45 46 47; do  # same stage 1 with six seeds, scored on the same rows (sample_seed); ~15 min each
@@ -290,6 +305,12 @@ if [ -n "${FULL_TEST:-}" ]; then  # the same models on the whole test split (7,3
   if [ -d outputs/ml1m-cpu/biases-grid-rows16384-no-history-tokens-bf16 ]; then  # TUNED_TABLES=1's better run, the same way
     python scripts/compare_runs.py "$full"/biases-grid-rows16384-no-history-tokens-bf16 "$full"/biases-grid-rows16384-bf16 \
       --baseline "$full/cf-biases-grid" --out results/ml1m_cpu_full_test_tuned_tables_intervals.json
+  fi
+  if [ -d outputs/ml1m-cpu/collm-biases-grid-rows16384-no-history-tokens-bf16 ]; then  # TUNED_TABLES_CHECKS=1's, the same
+    checks=("$full"/biases-grid-rows16384-no-history-tokens{,-seed43}-bf16)  # way, against CoLLM
+    python scripts/compare_runs.py "${checks[@]}" "$full/cf-biases-grid" \
+      --baseline "$full"/collm-biases-grid-rows16384-no-history-tokens-bf16 \
+      --out results/ml1m_cpu_full_test_tuned_tables_checks_intervals.json
   fi
   if [ -d outputs/ml1m-cpu/stage1-rows8192-seed43-bf16 ]; then  # STAGE1_ROWS=1's 16,384-row runs against the same
     python scripts/compare_runs.py "$full"/stage1-rows8192-bf16 "$full"/stage1-rows8192-seed43-bf16 \
