@@ -306,7 +306,7 @@ if [ -n "${FULL_TEST:-}" ]; then  # the same models on the whole test split (7,3
     python scripts/compare_runs.py "$full"/biases-grid-rows16384-no-history-tokens-bf16 "$full"/biases-grid-rows16384-bf16 \
       --baseline "$full/cf-biases-grid" --out results/ml1m_cpu_full_test_tuned_tables_intervals.json
   fi
-  if [ -d outputs/ml1m-cpu/collm-biases-grid-rows16384-no-history-tokens-bf16 ]; then  # TUNED_TABLES_CHECKS=1's, the same
+  if [ -d outputs/ml1m-cpu/collm-biases-grid-rows16384-no-history-tokens-bf16 ]; then  # TUNED_TABLES_CHECKS=1's runs, against CoLLM
     python scripts/compare_runs.py "$full"/biases-grid-rows16384-no-history-tokens{,-seed43}-bf16 "$full/cf-biases-grid" \
       --baseline "$full"/collm-biases-grid-rows16384-no-history-tokens-bf16 \
       --out results/ml1m_cpu_full_test_tuned_tables_checks_intervals.json
