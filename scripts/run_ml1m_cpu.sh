@@ -16,7 +16,9 @@
 # biases model tuned on valid (from LORA_INIT=1's stage 1, against that model), BF16=1 TUNED_TABLES=1 the same run at
 # learning rate 3e-4 and without history <item> tokens (with BIASES_GRID=1, whose run they are compared beside; against the
 # same model), BF16=1 TUNED_TABLES_CHECKS=1 CoLLM in that no-history setting and the CCF-LLM run under seed 43 (with
-# TUNED_TABLES=1, whose no-history run they check; against that CoLLM). Last, bootstrap
+# TUNED_TABLES=1, whose no-history run they check; against that CoLLM), BF16=1 TUNED_TABLES_LORA=1 that no-history run
+# tuning LoRA in stage 2 too (against it), BF16=1 YEAR_TABLES=1 the tuned biases plus release-year biases and that
+# no-history run reading them (against the tuned biases). Last, bootstrap
 # intervals of every finished run's test AUC; FULL_TEST=1 also scores every finished run's model (and the all-rows
 # run's last checkpoint) on the whole test split and compares those.
 set -euo pipefail
@@ -82,14 +84,15 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
   score_biases_model() { score_cpu_rows biases "User + item biases (MF-bias with d = 0) (cpu-subsample rows)"; }
   biases_grid_model=outputs/cf/ml1m/biases_grid/cpu-subsample-rows  # the biases tuned on valid, on the same rows
   score_biases_grid_model() { score_cpu_rows biases_grid "User + item biases (lr x weight-decay grid) (cpu-subsample rows)"; }
-  # [FAMILY=CoLLM] tuned_tables_stage2 NAME CHANGE [FLAGS]: stage 2 on 16,384 rows reading the tuned biases, from
-  # LORA_INIT=1's stage 1. CHANGE (may be empty) names FLAGS in the row's method; FAMILY (default CCF-LLM) names the
-  # method and, when set, prefixes the run's folder.
+  # [FAMILY=CoLLM] [TABLES=biases_year_grid] tuned_tables_stage2 NAME CHANGE [FLAGS]: stage 2 on 16,384 rows reading
+  # the tuned biases (TABLES: those with release-year biases too), from LORA_INIT=1's stage 1. CHANGE (may be empty)
+  # names FLAGS in the row's method; FAMILY (default CCF-LLM) names the method and, when set, prefixes the run's folder.
   tuned_tables_stage2() {
-    local name=$1 change=$2 family=${FAMILY:-CCF-LLM} prefix=${FAMILY:+${FAMILY,,}-}; shift 2
-    method="$family (tuned biases tables, stage 2 on 16,384 rows, ${change:+$change, }bf16) (cpu-subsample)"
-    STAGE1=$lora_init stage2_bf16 "${prefix}biases-grid-rows16384${name:+-$name}-bf16" --set max_train_rows=16384 \
-      --cf-dir outputs/cf/ml1m/biases_grid --set stage2.evals_per_epoch=2 "$@" --resume --method "$method"
+    local name=$1 change=$2 family=${FAMILY:-CCF-LLM} prefix=${FAMILY:+${FAMILY,,}-} tables=${TABLES:-biases_grid}
+    local label="tuned biases${TABLES:+ + release-year} tables"; shift 2
+    method="$family ($label, stage 2 on 16,384 rows, ${change:+$change, }bf16) (cpu-subsample)"
+    STAGE1=$lora_init stage2_bf16 "$prefix${tables//_/-}-rows16384${name:+-$name}-bf16" --set max_train_rows=16384 \
+      --cf-dir "outputs/cf/ml1m/$tables" --set stage2.evals_per_epoch=2 "$@" --resume --method "$method"
     methods+=(--method "$method")
   }
   for rows in 8,192 16,384; do  # ~70 and ~125 min on 2 cores
@@ -188,6 +191,26 @@ if [ -n "${BF16:-}" ]; then  # native bf16 (AMX, AVX512-BF16): ~2x faster; its o
     python scripts/compare_runs.py outputs/ml1m-cpu/biases-grid-rows16384-no-history-tokens{,-seed43}-bf16 \
       "$biases_grid_model" --baseline outputs/ml1m-cpu/collm-biases-grid-rows16384-no-history-tokens-bf16 \
       --out results/ml1m_cpu_tuned_tables_checks_intervals.json
+  fi
+  if [ -n "${TUNED_TABLES_LORA:-}" ]; then  # TUNED_TABLES=1's no-history run with LoRA tuned beside ALG/GATE (~70 min):
+    need_lora_init TUNED_TABLES_LORA  # with the CF side already at the table's level, does the text side add to it?
+    score_biases_grid_model
+    tuned_tables_stage2 no-history-tokens-tune-lora "no history <item> tokens, also tunes LoRA" \
+      --set history_item_tokens=false --set stage2_tunes_lora=true
+    python scripts/compare_runs.py outputs/ml1m-cpu/biases-grid-rows16384-no-history-tokens-tune-lora-bf16 \
+      "$biases_grid_model" --baseline outputs/ml1m-cpu/biases-grid-rows16384-no-history-tokens-bf16 \
+      --out results/ml1m_cpu_tuned_tables_lora_intervals.json
+  fi
+  if [ -n "${YEAR_TABLES:-}" ]; then  # the release year of the title as a CF-side bias: the tuned biases plus a bias
+    need_lora_init YEAR_TABLES  # per 5-year bin (seconds), and TUNED_TABLES=1's no-history run reading them (~70 min)
+    python scripts/train_cf.py --model mf --bias --set dim=0 year_bias=true --grid --grid-name biases --data ml1m \
+      --out outputs/cf/ml1m/biases_year_grid --quiet --method "User + item + release-year biases (lr x weight-decay grid)"
+    score_cpu_rows biases_year_grid "User + item + release-year biases (lr x weight-decay grid) (cpu-subsample rows)"
+    cf_runs+=(outputs/cf/ml1m/biases_year_grid/cpu-subsample-rows)
+    TABLES=biases_year_grid tuned_tables_stage2 no-history-tokens "no history <item> tokens" --set history_item_tokens=false
+    python scripts/compare_runs.py outputs/ml1m-cpu/biases-year-grid-rows16384-no-history-tokens-bf16 \
+      outputs/cf/ml1m/biases_year_grid/cpu-subsample-rows --baseline "$biases_grid_model" \
+      --out results/ml1m_cpu_year_tables_intervals.json
   fi
   if [ -n "${SEEDS:-}" ]; then  # how far a row moves with the training seed alone: stage 2 on 1,024 rows from the
     for seed in 42 43 44 45 46 47; do  # same stage 1 with six seeds, scored on the same rows (sample_seed); ~15 min each
@@ -310,6 +333,21 @@ if [ -n "${FULL_TEST:-}" ]; then  # the same models on the whole test split (7,3
     python scripts/compare_runs.py "$full"/biases-grid-rows16384-no-history-tokens{,-seed43}-bf16 "$full/cf-biases-grid" \
       --baseline "$full"/collm-biases-grid-rows16384-no-history-tokens-bf16 \
       --out results/ml1m_cpu_full_test_tuned_tables_checks_intervals.json
+  fi
+  if [ -d outputs/ml1m-cpu/biases-grid-rows16384-no-history-tokens-tune-lora-bf16 ]; then  # TUNED_TABLES_LORA=1's run
+    python scripts/compare_runs.py "$full"/biases-grid-rows16384-no-history-tokens-tune-lora-bf16 "$full/cf-biases-grid" \
+      --baseline "$full"/biases-grid-rows16384-no-history-tokens-bf16 \
+      --out results/ml1m_cpu_full_test_tuned_tables_lora_intervals.json  # against the same run with LoRA frozen
+  fi
+  if [ -d outputs/cf/ml1m/biases_year_grid ]; then  # YEAR_TABLES=1's tables (and its run, once there) against the biases
+    python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases_year_grid --config configs/ml1m.yaml --no-results \
+      --method "User + item + release-year biases (lr x weight-decay grid)" --out "$full/cf-biases-year-grid"
+    year_runs=("$full/cf-biases-year-grid")
+    if [ -d "$full/biases-year-grid-rows16384-no-history-tokens-bf16" ]; then
+      year_runs+=("$full/biases-year-grid-rows16384-no-history-tokens-bf16" "$full/biases-grid-rows16384-no-history-tokens-bf16")
+    fi
+    python scripts/compare_runs.py "${year_runs[@]}" --baseline "$full/cf-biases-grid" \
+      --out results/ml1m_cpu_full_test_year_tables_intervals.json
   fi
   if [ -d outputs/ml1m-cpu/stage1-rows8192-seed43-bf16 ]; then  # STAGE1_ROWS=1's 16,384-row runs against the same
     python scripts/compare_runs.py "$full"/stage1-rows8192-bf16 "$full"/stage1-rows8192-seed43-bf16 \

@@ -59,7 +59,12 @@ def parse_args() -> argparse.Namespace:
         "--grid-name", help="which grid of --grid-file to search (default: the model's, e.g. mf_bias)"
     )
     parser.add_argument(
-        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="override settings (YAML values)"
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override settings (YAML values); repeatable, each adds to the ones before",
     )
     parser.add_argument(
         "--results", type=Path, default=ROOT / "results" / "ml1m.json", help="ML-1M results file"

@@ -19,7 +19,9 @@ from ccf_llm.cf import (
     train_cf,
 )
 from ccf_llm.cf import train as cf_train
-from ccf_llm.cf.train import predict
+from ccf_llm.cf.base import release_years
+from ccf_llm.cf.mf import year_bins
+from ccf_llm.cf.train import predict, split_settings
 from ccf_llm.data import CTRData
 from ccf_llm.data.schema import frame_to_dataset
 from ccf_llm.evaluation.compare import compare_runs, read_scores, run_name
@@ -181,6 +183,64 @@ def test_biases_alone_export_two_columns_whose_product_is_the_logit(tiny, tmp_pa
     np.testing.assert_allclose((user[rows["uid"]] * item[rows["iid"]]).sum(-1), logits, rtol=1e-5, atol=1e-5)
 
 
+def test_release_years_come_from_the_end_of_the_titles():
+    titles = {
+        1: "Heat (1995)",
+        2: "Seven (a.k.a. Se7en) (1995) ",
+        3: "1984 (no year)",
+        5: "Metropolis (1899)",
+    }
+    years = release_years(titles, 7)
+    assert years.tolist() == [0, 1995, 1995, 0, 0, 1899, 0]
+    assert year_bins(years).tolist() == [
+        0,
+        20,
+        20,
+        0,
+        0,
+        1,
+        0,
+    ]  # 1995 -> (1995 - 1900) // 5 + 1; 1899 -> bin 1
+    assert year_bins(torch.tensor([2100])).tolist() == [30]
+
+
+def test_year_biases_score_cold_items_by_release_year(tmp_path):
+    """Everyone likes the old films. Items 13-17 never appear in train: user + item biases alone cannot rank them,
+    the year biases can; they join the item column of the d = 0 tables, whose product stays the logit."""
+    items = {i: f"film {i} ({1950 if i % 2 else 1995})" for i in range(1, N_ITEMS)}
+    frames = {}
+    for split, catalog in (("train", range(1, 13)), ("test", range(13, N_ITEMS))):
+        rows = [
+            (u, i, i % 2, i, [0], items[i], int(split == "train")) for u in range(1, N_USERS) for i in catalog
+        ]
+        frames[split] = frame_to_dataset(pd.DataFrame(rows, columns=["uid", "iid", "label", "timestamp", "his",
+                                                                     "title", "not_cold"]))  # fmt: skip
+    data = CTRData(
+        DatasetDict(train=frames["train"], valid=frames["train"], test=frames["test"]), items, name="years"
+    )
+    settings = {**FAST, "dim": 0, "max_epochs": 20}
+    plain, with_years = (
+        train_cf("mf_bias", data, {**settings, "year_bias": on}, progress=False) for on in (False, True)
+    )
+    assert plain.test["auc"] == 0.5 and with_years.test["auc"] == 1.0
+    save_cf_tables(with_years, tmp_path)
+    user, item, config = load_cf_tables(tmp_path)
+    assert config["dim"] == 2 and config["settings"]["year_bias"]
+    rows = encode_splits(data).test
+    np.testing.assert_allclose((user[rows["uid"]] * item[rows["iid"]]).sum(-1), predict(with_years.model, rows),
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    model, _ = load_cf_model(tmp_path, data)  # the bins are rebuilt from the titles, the biases loaded
+    np.testing.assert_array_equal(predict(model, rows), predict(with_years.model, rows))
+    with pytest.raises(ValueError, match="year biases join the item biases; set bias=True"):
+        train_cf("mf", data, {**settings, "year_bias": True}, progress=False)
+
+
+def test_learning_rates_given_as_yaml_strings_are_numbers():
+    """YAML reads ``1e-3`` (no dot) as a string: a command line's ``--set lr=1e-3`` still trains."""
+    _, config = split_settings({"lr": "1e-3", "weight_decay": "0", "bias_weight_decay": "1e-5"})
+    assert (config.lr, config.weight_decay, config.bias_weight_decay) == (1e-3, 0.0, 1e-5)
+
+
 def test_user_history_is_train_only(tiny):
     splits = encode_splits(tiny, 4)
     frame = tiny.splits["train"].to_pandas()
@@ -288,7 +348,7 @@ def test_train_cf_script_searches_the_named_grid(tiny, tmp_path, monkeypatch, lo
     grids = tmp_path / "grids.yaml"
     grids.write_text("mf_bias:\n  dim: [2, 4]\nbiases:\n  weight_decay: [0.0, 1.0e-3]\n")
     train_cf_script = load_script("train_cf")
-    argv = ["train_cf.py", "--model", "mf", "--bias", "--set", "dim=0", "max_epochs=2", "min_epochs=1",
+    argv = ["train_cf.py", "--model", "mf", "--bias", "--set", "dim=0", "--set", "max_epochs=2", "min_epochs=1",
             "--data-dir", str(tmp_path / "data"), "--grid", "--grid-file", str(grids), "--no-results", "--quiet"]  # fmt: skip
     monkeypatch.setattr(sys, "argv", [*argv, "--grid-name", "biases", "--out", str(tmp_path / "biases")])
     train_cf_script.main()

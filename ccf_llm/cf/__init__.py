@@ -14,7 +14,8 @@ Rows per model (``user[u] @ item[i]`` is the model's logit for all but DIN):
 
 - ``mf``: user = p_u, item = q_i (d = dim).
 - ``mf_bias``: user = [p_u, b_u + b_0, 1], item = [q_i, 1, b_i] (d = dim + 2): the two appended
-  columns carry the user bias (global bias folded in) and the item bias (popularity).
+  columns carry the user bias (global bias folded in) and the item bias (popularity). With ``year_bias``
+  the item's column also adds the learned bias of its release year's 5-year bin (the year ends its title).
 - ``lightgcn``: the propagated embeddings (mean over layers).
 - ``sasrec``: user = transformer state after the user's recent history, item = item embedding.
 - ``din``: user = [e_u ; mean of the history embeddings of the user's recent items], item = [e_i ; h_i]

@@ -6,13 +6,30 @@ recent ``L`` liked items, oldest first, left-padded with 0). Models that ignore 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 Batch = dict[str, Tensor]
+# MovieLens titles end with the release year: "Shawshank Redemption, The (1994)"
+_TITLE_YEAR = re.compile(r"\((\d{4})\)\s*$")
+
+
+@dataclass
+class CFSplits:
+    """Train / valid / test rows as tensors, with each user's history as of the end of the train split."""
+
+    train: Batch
+    valid: Batch
+    test: Batch
+    user_history: Tensor  # [n_users, history_len]
+    n_users: int
+    n_items: int
+    item_years: Tensor  # [n_items] release year read from the title, 0 where the title has none
 
 
 class CFModel(nn.Module):
@@ -21,9 +38,9 @@ class CFModel(nn.Module):
     history_len: int = 0  # recent history items each row carries (0: the model ignores ``his``)
 
     @classmethod
-    def from_data(cls, n_users: int, n_items: int, train: Batch, **settings) -> CFModel:
-        """Build the model; backbones that need the training graph (LightGCN) override this."""
-        return cls(n_users, n_items, **settings)
+    def from_data(cls, splits: CFSplits, **settings) -> CFModel:
+        """Build the model; backbones that need more of the data (LightGCN's graph, MF's years) override this."""
+        return cls(splits.n_users, splits.n_items, **settings)
 
     def forward(self, batch: Batch) -> Tensor:
         raise NotImplementedError
@@ -44,3 +61,13 @@ def pad_histories(histories: Iterable[Iterable[int]], length: int) -> Tensor:
         if items:
             out[row, length - len(items) :] = items
     return torch.from_numpy(out)
+
+
+def release_years(titles: Mapping[int, str], n_items: int) -> Tensor:
+    """[n_items] years that end the titles (``"... (1994)"``), 0 for items without one (and for padding)."""
+    years = torch.zeros(n_items, dtype=torch.long)
+    for iid, title in titles.items():
+        match = _TITLE_YEAR.search(title)
+        if match:
+            years[iid] = int(match.group(1))
+    return years

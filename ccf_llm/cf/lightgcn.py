@@ -11,7 +11,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from .base import Batch, CFModel
+from .base import Batch, CFModel, CFSplits
 
 
 def normalized_adjacency(users: Tensor, items: Tensor, n_users: int, n_items: int) -> Tensor:
@@ -45,7 +45,8 @@ class LightGCN(CFModel):
         self.register_buffer("graph", graph, persistent=False)  # rebuilt from data, not a weight
 
     @classmethod
-    def from_data(cls, n_users: int, n_items: int, train: Batch, **settings) -> LightGCN:
+    def from_data(cls, splits: CFSplits, **settings) -> LightGCN:
+        train, n_users, n_items = splits.train, splits.n_users, splits.n_items
         positive = train["label"] > 0
         graph = normalized_adjacency(train["uid"][positive], train["iid"][positive], n_users, n_items)
         return cls(n_users, n_items, graph, **settings)

@@ -31,7 +31,7 @@ from ccf_llm.atomic import replaced_atomically
 from ccf_llm.data import CTRData
 from ccf_llm.metrics import ctr_metrics
 
-from .base import Batch, CFModel, pad_histories
+from .base import Batch, CFModel, CFSplits, pad_histories, release_years
 from .din import DIN
 from .lightgcn import LightGCN
 from .mf import MF
@@ -87,24 +87,17 @@ class TrainConfig:
     seed: int = 2023
     eval_batch_size: int = 8192
 
+    def __post_init__(self) -> None:  # YAML reads "1e-3" (no dot) as a string: a command line's --set lr=1e-3
+        self.lr, self.weight_decay = float(self.lr), float(self.weight_decay)
+        if self.bias_weight_decay is not None:
+            self.bias_weight_decay = float(self.bias_weight_decay)
+
 
 def split_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], TrainConfig]:
     """Flat settings (as in cf_grid.yaml / cf_config.json) -> (model kwargs, :class:`TrainConfig`)."""
     names = {f.name for f in fields(TrainConfig)}
     train = TrainConfig(**{k: v for k, v in settings.items() if k in names})
     return {k: v for k, v in settings.items() if k not in names}, train
-
-
-@dataclass
-class CFSplits:
-    """Train / valid / test rows as tensors, with each user's history as of the end of the train split."""
-
-    train: Batch
-    valid: Batch
-    test: Batch
-    user_history: torch.Tensor  # [n_users, history_len]
-    n_users: int
-    n_items: int
 
 
 def _encode(frame: pd.DataFrame, history_len: int) -> Batch:
@@ -142,6 +135,7 @@ def encode_splits(data: CTRData, history_len: int = 0) -> CFSplits:
         user_history=user_history,
         n_users=n_users,
         n_items=n_items,
+        item_years=release_years(data.items, n_items),
     )
 
 
@@ -244,7 +238,7 @@ def train_cf(
         torch.manual_seed(config.seed)
         start = time.perf_counter()
         splits = data if isinstance(data, CFSplits) else encode_splits(data, _history_len(name, model_kwargs))
-        model = MODELS[name].from_data(splits.n_users, splits.n_items, splits.train, **model_kwargs)
+        model = MODELS[name].from_data(splits, **model_kwargs)
         if splits.train["his"].shape[1] != model.history_len:
             raise ValueError(
                 f"{name}: splits carry {splits.train['his'].shape[1]} history items, model wants {model.history_len}"
@@ -375,6 +369,6 @@ def load_cf_model(directory: str | os.PathLike, data: CTRData) -> tuple[CFModel,
             f"{root / CONFIG_FILE}: trained with {config['n_users']} user and {config['n_items']} item rows, but "
             f"{data.name} needs {splits.n_users} and {splits.n_items}: an export of another data set?"
         )
-    model = MODELS[config["model"]].from_data(splits.n_users, splits.n_items, splits.train, **model_kwargs)
+    model = MODELS[config["model"]].from_data(splits, **model_kwargs)
     model.load_state_dict(load_file(str(root / MODEL_FILE)))
     return model.eval(), config
