@@ -12,18 +12,9 @@ import sys
 
 import yaml
 
+from ccf_llm.cli import parse_assignments
 from ccf_llm.training import ExperimentConfig, run_experiment, summary_table
 from configuration_ccf import FUSIONS
-
-
-def parse_assignments(assignments: list[str]) -> dict:
-    values = {}
-    for assignment in assignments:
-        key, sep, value = assignment.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set expects KEY=VALUE, got {assignment!r}")
-        values[key.strip()] = yaml.safe_load(value)
-    return values
 
 
 def main() -> None:
@@ -49,8 +40,8 @@ def main() -> None:
     args = parser.parse_args()
     flags = ("output_dir", "method", "fusion", "cf_dir", "init_from", "max_train_rows", "results")
     overrides = {key: getattr(args, key) for key in flags if getattr(args, key) is not None}
-    overrides.update(parse_assignments(args.set))
-    try:  # a bad config file is a usage error (message, exit 2), not a traceback
+    try:  # a bad config file or --set is a usage error (message, exit 2), not a traceback
+        overrides.update(parse_assignments(args.set))
         config = ExperimentConfig.from_yaml(args.config, **overrides)
     except (OSError, ValueError, TypeError, yaml.YAMLError) as err:
         parser.error(str(err))

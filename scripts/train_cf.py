@@ -24,6 +24,7 @@ import torch
 import yaml
 
 from ccf_llm.cf import DEFAULT_SETTINGS, METHOD_NAMES, grid_search, save_cf_tables, train_cf
+from ccf_llm.cli import parse_assignments
 from ccf_llm.data import SHARED_ML1M, load_named
 from ccf_llm.evaluation import split_metrics, upsert_result
 
@@ -81,6 +82,10 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.bias and args.model != "mf":
         parser.error("--bias applies to --model mf only")
+    try:
+        args.overrides = parse_assignments(args.set)
+    except ValueError as err:
+        parser.error(str(err))
     return args
 
 
@@ -88,7 +93,6 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     name = "mf_bias" if args.bias else args.model
-    overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
     data = load_named(args.data, args.data_dir)
 
     start = time.perf_counter()
@@ -101,10 +105,10 @@ def main() -> None:
             )
         grid = grids[grid_name]
         run, table = grid_search(
-            name, data, {**DEFAULT_SETTINGS[name], **overrides}, grid, progress=not args.quiet
+            name, data, {**DEFAULT_SETTINGS[name], **args.overrides}, grid, progress=not args.quiet
         )
     else:
-        run, table = train_cf(name, data, overrides, progress=not args.quiet), None
+        run, table = train_cf(name, data, args.overrides, progress=not args.quiet), None
     total = time.perf_counter() - start
     save_cf_tables(run, args.out, grid=table)
     print(json.dumps({"model": name, "settings": run.settings, "best_epoch": run.best_epoch,

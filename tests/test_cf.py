@@ -192,15 +192,8 @@ def test_release_years_come_from_the_end_of_the_titles():
     }
     years = release_years(titles, 7)
     assert years.tolist() == [0, 1995, 1995, 0, 0, 1899, 0]
-    assert year_bins(years).tolist() == [
-        0,
-        20,
-        20,
-        0,
-        0,
-        1,
-        0,
-    ]  # 1995 -> (1995 - 1900) // 5 + 1; 1899 -> bin 1
+    # 1995 -> (1995 - 1900) // 5 + 1; 1899 -> bin 1
+    assert year_bins(years).tolist() == [0, 20, 20, 0, 0, 1, 0]
     assert year_bins(torch.tensor([2100])).tolist() == [30]
 
 
@@ -338,7 +331,7 @@ def test_score_cf_script_reproduces_the_cf_run_on_the_config_rows(
     assert run_name(tmp_path / "quiet") == f"{model_name} (cpu-subsample rows)"
 
 
-def test_train_cf_script_searches_the_named_grid(tiny, tmp_path, monkeypatch, load_script):
+def test_train_cf_script_searches_the_named_grid(tiny, tmp_path, monkeypatch, capsys, load_script):
     """--grid-name picks a grid of the file (the biases-alone grid is not MF-bias's); a name the file lacks is an
     error naming the file and the grids it has, before anything is trained or written."""
     import json
@@ -359,3 +352,8 @@ def test_train_cf_script_searches_the_named_grid(tiny, tmp_path, monkeypatch, lo
     with pytest.raises(SystemExit, match=r"grids.yaml has no grid 'bias' \(it has: mf_bias, biases\)"):
         train_cf_script.main()
     assert not (tmp_path / "typo").exists()
+    monkeypatch.setattr(sys, "argv", [*argv, "--set", "dim", "--out", str(tmp_path / "malformed")])
+    with pytest.raises(SystemExit):  # a usage error (exit 2), before anything is trained or written
+        train_cf_script.main()
+    assert "--set expects KEY=VALUE, got 'dim'" in capsys.readouterr().err
+    assert not (tmp_path / "malformed").exists()

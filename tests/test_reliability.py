@@ -404,6 +404,8 @@ def train_cli(load_script):
     [
         ("method: x\n", ["--fusion", "bogus"], ["argument --fusion: invalid choice: 'bogus'", "scalar_gate"]),
         ("method: x\n", ["--set", "fusion=bogus"], ["Unknown fusion 'bogus'; expected one of gate"]),
+        ("method: x\n", ["--set", "seed"], ["--set expects KEY=VALUE, got 'seed'"]),
+        ("method: x\n", ["--set", "seed=[1"], ["--set seed: '[1' is not a YAML value"]),
         ("fusion: bogus\n", [], ["Unknown fusion 'bogus'"]),
         ("learning_rat: 0.1\n", [], ["unknown setting(s) ['learning_rat']"]),
         ("method: [unclosed\n", [], ["while parsing", "line 1"]),
