@@ -12,7 +12,7 @@ import sys
 
 import yaml
 
-from ccf_llm.cli import parse_assignments
+from ccf_llm.settings import parse_assignments
 from ccf_llm.training import ExperimentConfig, run_experiment, summary_table
 from configuration_ccf import FUSIONS
 

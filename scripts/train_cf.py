@@ -24,9 +24,9 @@ import torch
 import yaml
 
 from ccf_llm.cf import DEFAULT_SETTINGS, METHOD_NAMES, grid_search, save_cf_tables, train_cf
-from ccf_llm.cli import parse_assignments
 from ccf_llm.data import SHARED_ML1M, load_named
 from ccf_llm.evaluation import split_metrics, upsert_result
+from ccf_llm.settings import parse_assignments
 
 ROOT = Path(__file__).resolve().parents[1]
 

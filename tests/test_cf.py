@@ -232,6 +232,9 @@ def test_learning_rates_given_as_yaml_strings_are_numbers():
     """YAML reads ``1e-3`` (no dot) as a string: a command line's ``--set lr=1e-3`` still trains."""
     _, config = split_settings({"lr": "1e-3", "weight_decay": "0", "bias_weight_decay": "1e-5"})
     assert (config.lr, config.weight_decay, config.bias_weight_decay) == (1e-3, 0.0, 1e-5)
+    assert split_settings({"bias_weight_decay": None})[1].bias_weight_decay is None
+    with pytest.raises(ValueError, match="lr must be a number, got 'fast'"):
+        split_settings({"lr": "fast"})
 
 
 def test_user_history_is_train_only(tiny):

@@ -381,6 +381,8 @@ def test_a_dotted_override_changes_one_stage_setting(tmp_path: Path) -> None:
     path.write_text("max_train_rows: 1024\n")
     assert ExperimentConfig.from_yaml(path, max_train_rows=None).max_train_rows is None
     assert ExperimentConfig.from_yaml(path).max_train_rows == 1024
+    with pytest.raises(ValueError, match="max_train_rows must be a whole number, got 'all'"):
+        ExperimentConfig.from_yaml(path, max_train_rows="all")
     path.write_text("stage2: {epochs: 2, learning_rate: 0.001, batch_size: 8}\n")
     # --set reads values as YAML, where "3e-3" (no dot) is a string: it means the number.
     config = ExperimentConfig.from_yaml(path, **{"stage2.learning_rate": "3e-3", "stage2.batch_size": "4"})

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from ccf_llm.atomic import replaced_atomically
 from ccf_llm.data import CTRData
 from ccf_llm.metrics import ctr_metrics
+from ccf_llm.settings import as_number
 
 from .base import Batch, CFModel, CFSplits, pad_histories, release_years
 from .din import DIN
@@ -87,17 +88,12 @@ class TrainConfig:
     seed: int = 2023
     eval_batch_size: int = 8192
 
-    def __post_init__(self) -> None:  # YAML reads "1e-3" (no dot) as a string: a command line's --set lr=1e-3
-        self.lr, self.weight_decay = float(self.lr), float(self.weight_decay)
-        if self.bias_weight_decay is not None:
-            self.bias_weight_decay = float(self.bias_weight_decay)
-
 
 def split_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], TrainConfig]:
     """Flat settings (as in cf_grid.yaml / cf_config.json) -> (model kwargs, :class:`TrainConfig`)."""
-    names = {f.name for f in fields(TrainConfig)}
-    train = TrainConfig(**{k: v for k, v in settings.items() if k in names})
-    return {k: v for k, v in settings.items() if k not in names}, train
+    known = {f.name: f for f in fields(TrainConfig)}
+    train = TrainConfig(**{k: as_number(v, known[k]) for k, v in settings.items() if k in known})
+    return {k: v for k, v in settings.items() if k not in known}, train
 
 
 def _encode(frame: pd.DataFrame, history_len: int) -> Batch:

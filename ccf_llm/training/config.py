@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from ccf_llm.settings import as_number
 from configuration_ccf import FUSIONS
 
 STAGE_DEFAULTS = {"stage1": {"learning_rate": 2e-4}, "stage2": {"learning_rate": 1e-3}}  # over StageConfig's
@@ -104,19 +105,4 @@ def _build(kind: type, values: dict, where: str):
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ValueError(f"{where}: unknown setting(s) {unknown}; known: {sorted(fields)}")
-    return kind(**{name: _number(value, fields[name]) for name, value in values.items()})
-
-
-def _number(value, setting: dataclasses.Field):
-    """A float or int setting as that number: YAML (and so ``--set``) reads "3e-3", without a dot, as a string."""
-    if setting.type not in ("float", "int", float, int):
-        return value
-    whole = setting.type in ("int", int)
-    try:
-        number = float(value)
-        if isinstance(value, bool) or number != number or (whole and not number.is_integer()):
-            raise ValueError
-    except (TypeError, ValueError):
-        kind = "a whole number" if whole else "a number"
-        raise ValueError(f"{setting.name} must be {kind}, got {value!r}") from None
-    return int(number) if whole else number
+    return kind(**{name: as_number(value, fields[name]) for name, value in values.items()})
