@@ -342,12 +342,15 @@ if [ -n "${FULL_TEST:-}" ]; then  # the same models on the whole test split (7,3
   if [ -d outputs/cf/ml1m/biases_year_grid ]; then  # YEAR_TABLES=1's tables (and its run, once there) against the biases
     python scripts/score_cf.py --cf-dir outputs/cf/ml1m/biases_year_grid --config configs/ml1m.yaml --no-results \
       --method "User + item + release-year biases (lr x weight-decay grid)" --out "$full/cf-biases-year-grid"
+    year_run=$full/biases-year-grid-rows16384-no-history-tokens-bf16
     year_runs=("$full/cf-biases-year-grid")
-    if [ -d "$full/biases-year-grid-rows16384-no-history-tokens-bf16" ]; then
-      year_runs+=("$full/biases-year-grid-rows16384-no-history-tokens-bf16" "$full/biases-grid-rows16384-no-history-tokens-bf16")
-    fi
+    [ -d "$year_run" ] && year_runs+=("$year_run" "$full/biases-grid-rows16384-no-history-tokens-bf16")
     python scripts/compare_runs.py "${year_runs[@]}" --baseline "$full/cf-biases-grid" \
       --out results/ml1m_cpu_full_test_year_tables_intervals.json
+    if [ -d "$year_run" ]; then  # the run against the year tables it reads
+      python scripts/compare_runs.py "$year_run" --baseline "$full/cf-biases-year-grid" \
+        --out results/ml1m_cpu_full_test_vs_year_tables_intervals.json
+    fi
   fi
   if [ -d outputs/ml1m-cpu/stage1-rows8192-seed43-bf16 ]; then  # STAGE1_ROWS=1's 16,384-row runs against the same
     python scripts/compare_runs.py "$full"/stage1-rows8192-bf16 "$full"/stage1-rows8192-seed43-bf16 \
