@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -91,9 +93,9 @@ class CrossModalFusion(nn.Module):
         return torch.where(known.unsqueeze(-1), fused, text), gate
 
 
-# Backward passes run SDPA without cuDNN, the H100/H200 default since torch 2.11: its backward returns NaN query
+# Backward passes run SDPA without cuDNN (recent torch's default on recent GPUs): its backward returns NaN query
 # gradients when a mask is passed and a query row attends to nothing (pytorch/pytorch#196678), as the padding rows
-# of a left-padded batch do; likely why our left-padded H100 benchmark steps went non-finite (unconfirmed on a GPU).
+# of a left-padded batch do.
 TRAINING_SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
@@ -108,12 +110,26 @@ CPU_SUFFIX_CHUNK = 16  # suffix rows per call on CPU (see ``CCFLLMForCTR.score_s
 def native_bf16() -> bool:
     """Whether bf16 speeds this machine up: a GPU that supports it, or a CPU with AMX or AVX512-BF16.
 
-    Elsewhere the CPU emulates bf16: autocast there ran ~5x slower than fp32 (a 2-core machine without them),
-    while a 2-core AMX machine ran a SmolLM2 forward 2.2x faster under autocast than in fp32.
+    Elsewhere the CPU emulates bf16, which runs several times slower than float32.
     """
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
     return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+
+
+def use_bf16(requested: bool | None = None) -> bool:
+    """The precision policy of loading, scoring and training alike: ``requested`` (a config's ``bf16``) where set,
+    else whether bf16 is native here. ``True`` on a CPU that emulates bf16 is kept (it may be there to match bf16
+    rows) but warned about: there it runs many times slower than float32."""
+    if requested is None:
+        return native_bf16()
+    if requested and not torch.cuda.is_available() and not native_bf16():
+        warnings.warn(
+            "bf16 is on, but this CPU has no native bf16 (AMX or AVX512-BF16) and emulates it, many times slower "
+            "than fp32; set bf16: false (--set bf16=false) unless the run must match bf16 rows",
+            stacklevel=2,
+        )
+    return requested
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -228,7 +244,7 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
             and kwargs.get("device_map") is None
         ):
             kwargs.pop("torch_dtype", None)
-            kwargs["dtype"] = "auto" if native_bf16() else torch.float32
+            kwargs["dtype"] = "auto" if use_bf16() else torch.float32
         wants_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(
             *args, ignore_mismatched_sizes=True, output_loading_info=True, **kwargs
@@ -336,7 +352,7 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
         """The CTR score from the last hidden state, using only the "Yes"/"No" rows of the output head.
 
         In float32 even under bf16 autocast: a bf16 logit near 15 moves in steps of 0.0625, coarser than many of
-        the Yes-No differences that rank the rows (results/README.md, "bf16 scoring")."""
+        the Yes-No differences that rank the rows."""
         head = self.backbone.get_output_embeddings()
         rows = [self.config.yes_token_id, self.config.no_token_id]
         with torch.autocast(last_hidden.device.type, enabled=False):
@@ -418,6 +434,26 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
         return self._score_suffixes(prefix, candidates, prefix["input_ids"].new_zeros(count), chunk_size)
 
     @torch.no_grad()
+    def retrieve_candidates(
+        self,
+        user_id: int = 0,
+        history_ids: Iterable[int] = (),
+        num_candidates: int = 50,
+        exclude: Iterable[int] = (),
+        pool: Iterable[int] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``num_candidates`` items whose CF rows score highest against the user's: (item ids, CF scores),
+        best first; the candidates to rerank with :meth:`rank_candidates`. See :func:`retrieve_from_tables`."""
+        if self.fusion is None or min(self.config.num_users, self.config.num_items) < 2:
+            raise ValueError(
+                f"this model has no CF tables to retrieve from (fusion={self.config.fusion!r}, "
+                f"num_users={self.config.num_users}, num_items={self.config.num_items}); give the candidates"
+            )
+        return retrieve_from_tables(
+            self.user_cf.weight, self.item_cf.weight, user_id, history_ids, num_candidates, exclude, pool
+        )
+
+    @torch.no_grad()
     def score_shared_prefixes(
         self,
         input_ids: torch.Tensor,
@@ -430,13 +466,12 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
         **unused,
     ) -> torch.Tensor:
         """``forward(...).logits`` of a batch of full prompts, computing each distinct prefix (everything before
-        the candidate's title: instruction, history, ``<user>``) once. A user's rows with the same history share
-        one: 1.77 rows per prefix on ML-1M's test split, 1.6x fewer tokens (``benchmarks/eval_throughput.py``).
+        the candidate's title: instruction, history, ``<user>``) once: a user's rows with the same history share
+        it, so fewer tokens run (figures: ``benchmarks/README.md``).
 
         ``chunk_size``: suffixes run in length-sorted chunks of this many rows, each padded only to its own
-        longest. Default: 16 on CPU, where time follows the token count (ranking 100 candidates: 1.79x
-        faster, ``benchmarks/ranking.py``); all rows in one call on accelerators, where launches rather than
-        tokens dominate at these sizes (one call: 41x one-by-one on an H100; chunks there are unmeasured)."""
+        longest. Default: 16 on CPU, where time follows the token count, so less padding is faster; all rows in
+        one call on accelerators, where kernel launches rather than tokens dominate at these sizes."""
         device, batch = input_ids.device, input_ids.shape[0]
         user_ids = user_ids if user_ids is not None else input_ids.new_zeros(batch)
         history_ids = history_ids if history_ids is not None else input_ids.new_zeros(batch, 0)
@@ -540,6 +575,47 @@ class CCFLLMForCTR(CCFLLMPreTrainedModel):
             last = last_token_index(mask)
             scores[rows] = self.score(hidden[torch.arange(len(rows), device=hidden.device), last]).float()
         return scores
+
+
+def retrieve_from_tables(
+    user_table: torch.Tensor,
+    item_table: torch.Tensor,
+    user_id: int = 0,
+    history_ids: Iterable[int] = (),
+    num_candidates: int = 50,
+    exclude: Iterable[int] = (),
+    pool: Iterable[int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(item ids, CF scores) of the ``num_candidates`` best items for one user, best first, ties to the lower id.
+
+    The score is ``user_table[u] @ item_table[i]``, the CF model's own logit for MF, MF-bias/biases, LightGCN and
+    SASRec tables (``ccf_llm/cf``; DIN's is its target-free analogue). A user without a row (id 0 or out of
+    range) is the mean of its history items' rows, whose bias-layout column of ones, if any, stays one; with no
+    known history item, the mean user row. Padding and the items of the history and ``exclude`` never come
+    back; ``pool``, when given, holds the only items considered (ids without a row are ignored).
+    """
+    if isinstance(num_candidates, bool) or not isinstance(num_candidates, int) or num_candidates < 1:
+        raise ValueError(f"num_candidates must be a positive integer, got {num_candidates!r}")
+    # float64: the ranking must not depend on the device's or thread count's float32 summation order
+    users, items = user_table.detach().double(), item_table.detach().double()
+    rows = len(items)
+    history = [int(item) for item in history_ids if 0 < int(item) < rows]
+    if 0 < int(user_id) < len(users):
+        query = users[int(user_id)]
+    else:
+        query = items[history].mean(0) if history else users[1:].mean(0)
+        # MF-bias user rows end [b_u + b_0, 1] (ccf_llm/cf/mf.py): that 1 adds each item's whole bias b_i.
+        query = torch.where((users[1:] == 1).all(0), torch.ones_like(query), query)
+    allowed = torch.zeros(rows, dtype=torch.bool, device=items.device)
+    if pool is None:
+        allowed[1:] = True
+    else:
+        allowed[[int(item) for item in pool if 0 < int(item) < rows]] = True
+    allowed[[*history, *(int(item) for item in exclude if 0 < int(item) < rows)]] = False
+    candidates = allowed.nonzero()[:, 0]
+    scores = items[candidates] @ query
+    order = scores.sort(descending=True, stable=True).indices[:num_candidates]  # ids ascend: ties go low
+    return candidates[order], scores[order]
 
 
 CCFLLMForCTR.register_for_auto_class("AutoModel")

@@ -6,6 +6,13 @@ One request is a user (optional), the items they liked (ids or titles) and one c
     -> [{"label": "Yes", "score": p}, {"label": "No", "score": 1 - p}]      # p = sigmoid(CTR score)
     ctr({"history": ["Toy Story (1995)"], "candidates": ["Heat", "Babe", 6]}, top_k=2)
     -> [{"item": "Heat (1995)", "item_id": 2, "score": p}, ...]               # best first
+    ctr({"user_id": 12, "history": [1, "Fargo (1996)"], "exclude": [5]}, top_k=3)   # no candidates: recommend
+    -> [{"item": "Babe (1995)", "item_id": 34, "cf_rank": 4, "score": p, "llm_rank": 1}, ...]
+
+Without candidates the pipeline recommends: the model's own CF tables retrieve the ``num_candidates`` (default 50)
+catalog items that score highest for the user (``CCFLLMForCTR.retrieve_candidates``; never the history's nor
+``exclude``'s items, and only ``pool``'s when given), the LLM reranks them on one shared prompt prefix, and the
+``top_k`` (default 10) come back with the LLM's probability, its rank and the CF rank.
 
 The widget's plain text carries the same request in one format (``INPUT_FORMAT``); a list of requests
 gives a list of results (``batch_size=N``: N single-candidate prompts per forward). Titles resolve through
@@ -23,34 +30,42 @@ import re
 import types
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Integral
-from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoModel, Pipeline, PreTrainedModel
 from transformers.pipelines import PIPELINE_REGISTRY
-from transformers.utils import cached_file
 
 try:
-    from .modeling_ccf import native_bf16
-    from .processing_ccf import CATALOG_FILE, PROCESSOR_FILE, CCFLLMProcessor
+    from .modeling_ccf import use_bf16
+    from .processing_ccf import CCFLLMProcessor
 except ImportError:  # imported as a top-level module (installed package), not as Hub remote code
-    from modeling_ccf import native_bf16
-    from processing_ccf import CATALOG_FILE, PROCESSOR_FILE, CCFLLMProcessor
+    from modeling_ccf import use_bf16
+    from processing_ccf import CCFLLMProcessor
 
 TASK = "ccf-ctr"
 INPUT_FORMAT = (
     "expected text like 'history: Toy Story (1995); Fargo (1996) | candidate: Heat (1995)' "
-    "(or 'candidates: A; B; C' to rank several, optionally with 'user: 12'), or a dict "
-    "{'user_id': 12, 'history': [item id or title, ...], 'candidate': item} / {..., 'candidates': [items]}"
+    "(or 'candidates: A; B; C' to rank several, optionally with 'user: 12'; without candidates it recommends, "
+    "optionally with 'exclude: D; E' and 'pool: F; G'), or a dict "
+    "{'user_id': 12, 'history': [item id or title, ...], 'candidate': item} / {..., 'candidates': [items]} / "
+    "{'user_id': 12, 'history': [...], 'exclude': [items], 'pool': [items]}; any of them may add a 'profile' "
+    "sentence (e.g. 'The user is a 25-34-year-old male programmer.'), read by models trained with user profiles"
 )
-TEXT_KEYS = {"user": "user_id", "history": "history", "candidate": "candidate", "candidates": "candidates"}
-DICT_KEYS = ("user_id", "history", "candidate", "candidates")
-# What the processor reads, fetched file by file when the model comes from a Hub repository.
-PROCESSOR_FILES = (PROCESSOR_FILE, CATALOG_FILE, "tokenizer_config.json")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt", "special_tokens_map.json")
+TEXT_KEYS = {
+    "user": "user_id",
+    "history": "history",
+    "candidate": "candidate",
+    "candidates": "candidates",
+    "exclude": "exclude",
+    "pool": "pool",
+    "profile": "profile",
+}
+DICT_KEYS = ("user_id", "history", "candidate", "candidates", "exclude", "pool", "profile")
+NUM_CANDIDATES = 50  # CF candidates a recommendation reranks, by default
+RECOMMEND_TOP_K = 10  # items a recommendation returns, by default
 
 Item = int | str
 
@@ -79,7 +94,7 @@ def parse_widget_text(text: str) -> dict[str, Any]:
         key = key.strip().lower()
         if not colon or key not in TEXT_KEYS:
             raise bad_input(
-                f"cannot read {part.strip()[:60]!r} as 'key: value' with key user/history/candidate(s)"
+                f"cannot read {part.strip()[:60]!r} as 'key: value' with key user/history/candidate(s)/exclude/pool/profile"
             )
         name = TEXT_KEYS[key]
         if name in request:
@@ -89,7 +104,7 @@ def parse_widget_text(text: str) -> dict[str, Any]:
                 request[name] = int(value.strip())
             except ValueError as err:
                 raise bad_input(f"user must be an integer id, got {value.strip()[:30]!r}") from err
-        elif name == "candidate":
+        elif name in ("candidate", "profile"):
             request[name] = value.strip()
         else:
             request[name] = [title.strip() for title in value.split(";") if title.strip()]
@@ -152,8 +167,12 @@ class CTRRequest:
 
     user_id: int
     history: list[Item]
-    candidates: list[Item]
+    candidates: list[Item]  # empty for a recommendation until retrieval fills it
     ranking: bool
+    recommend: bool = False
+    exclude: tuple[int, ...] = ()
+    pool: list[int] | None = None
+    profile: str | None = None  # replaces the catalog's profile of ``user_id`` (prompts with user profiles)
 
 
 def _items(value: Any, field: str) -> list[Item]:
@@ -167,24 +186,37 @@ def _items(value: Any, field: str) -> list[Item]:
 
 
 class CCFLLMPipeline(Pipeline):
-    """CTR of one candidate ("Yes"/"No" probabilities) or a ranking of several, for one user's history.
+    """CTR of one candidate ("Yes"/"No" probabilities), a ranking of several, or recommendations (no candidates:
+    retrieved from the model's CF tables, then ranked), for one user's history.
 
-    The processor (prompt settings, tokenizer, item catalog) is read from the model's own folder, so the
-    folder alone defines the prompts. Several candidates share one prompt prefix, which
+    The processor (prompt settings, tokenizer, item catalog) is the model folder's own, loaded through
+    ``AutoProcessor`` by ``pipeline(...)`` (or from the model's folder or repository when none is passed), so
+    the folder alone defines the prompts. Several candidates share one prompt prefix, which
     ``CCFLLMForCTR.rank_candidates`` computes once.
     """
 
-    _load_processor = False
+    _load_processor = True
     _load_tokenizer = False
     _load_image_processor = False
     _load_video_processor = False
     _load_feature_extractor = False
 
     def __init__(self, model: PreTrainedModel, processor: CCFLLMProcessor | None = None, **kwargs):
-        processor = processor or load_processor(model)
+        if processor is None:
+            if not model.name_or_path:
+                raise ValueError(
+                    "the model was not loaded from a folder: pass processor=CCFLLMProcessor(...)"
+                )
+            revision = getattr(model.config, "_commit_hash", None)
+            processor = CCFLLMProcessor.from_pretrained(model.name_or_path, revision=revision)
+        if not callable(getattr(processor, "encode_ranking", None)):
+            raise TypeError(
+                f"the processor is a {type(processor).__name__}, not a CCFLLMProcessor: is processor_config.json "
+                "missing from the model folder? (save the processor with CCFLLMProcessor.save_pretrained)"
+            )
         super().__init__(model=model, processor=processor, **kwargs)
         self.model.eval()  # LoRA dropout would make scores random
-        if self.model.device.type == "cpu" and self.model.dtype == torch.bfloat16 and not native_bf16():
+        if self.model.device.type == "cpu" and self.model.dtype == torch.bfloat16 and not use_bf16():
             # Only a model loaded with an explicit bf16 dtype or built by hand gets here (from_pretrained's default
             # is float32 on such a CPU); a CPU without AMX or AVX512-BF16 emulates bf16 several times slower.
             warnings.warn(
@@ -196,7 +228,8 @@ class CCFLLMPipeline(Pipeline):
         self.titles = TitleResolver(processor.catalog)
 
     def __call__(self, inputs: dict | str | Iterable, batch_size: int | None = None, **kwargs) -> list:
-        """Score one request (dict or text) or several (a list, or any iterable); ``top_k`` limits a ranking.
+        """Score one request (dict or text) or several (a list, or any iterable); ``top_k`` limits a ranking (a
+        recommendation's default: 10), ``num_candidates`` is how many CF candidates a recommendation reranks (50).
 
         With ``batch_size`` > 1 (an iterable is then read whole) the single-candidate requests run in batches
         of that size, ordered so that requests with the same user and history sit together and share one
@@ -215,36 +248,44 @@ class CCFLLMPipeline(Pipeline):
             return []
         if batch_size == 1:
             return super().__call__(inputs, batch_size=1, **kwargs)
-        _, _, postprocess_params = self._sanitize_parameters(**kwargs)
-        return self._score_in_batches(list(inputs), batch_size, postprocess_params)
+        preprocess_params, _, postprocess_params = self._sanitize_parameters(**kwargs)
+        return self._score_in_batches(list(inputs), batch_size, preprocess_params, postprocess_params)
 
-    def _score_in_batches(self, inputs: list, batch_size: int, postprocess_params: dict) -> list:
-        """See ``__call__``. Not HF's batching path: it collates requests in input order (no shared prefixes)
-        and cannot mix rankings with single candidates."""
-        requests = [self.request(item) for item in inputs]
-        results: list = [None] * len(requests)
+    def _score_in_batches(
+        self, inputs: list, batch_size: int, preprocess_params: dict, postprocess_params: dict
+    ) -> list:
+        """See ``__call__``: preprocess, forward and postprocess as HF's, but HF's batching collates requests in
+        input order (no shared prefixes) and cannot mix rankings with single candidates, hence this one."""
+        model_inputs = [self.preprocess(item, **preprocess_params) for item in inputs]
+        results: list = [None] * len(model_inputs)
         rows = []
-        for index, request in enumerate(requests):
-            if request.ranking:
-                outputs = self.forward(self.model_inputs(request))
-                results[index] = self.postprocess(outputs, **postprocess_params)
+        for index, one in enumerate(model_inputs):
+            if one["items"] is None:
+                rows.append((index, one["encoded"][0]))
             else:
-                encoded = self.processor.encode(request.history, request.candidates[0], request.user_id)
-                rows.append((index, encoded))
-        rows.sort(key=lambda row: CCFLLMProcessor.evaluation_sort_key(row[1]))
+                results[index] = self.postprocess(self.forward(one), **postprocess_params)
+        rows.sort(key=lambda row: self.processor.evaluation_sort_key(row[1]))
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
-            scores = self.forward({"inputs": self.processor.pad([row for _, row in batch]), "items": None})
-            for (index, _), score in zip(batch, scores["scores"], strict=True):
-                results[index] = self.postprocess({"scores": score[None], "items": None})
+            scores = self.forward({"encoded": [row for _, row in batch], "items": None})["scores"]
+            for (index, _), score in zip(batch, scores, strict=True):
+                results[index] = self.postprocess(
+                    {"scores": score[None], "items": None}, **postprocess_params
+                )
         return results
 
-    def _sanitize_parameters(self, top_k: int | None = None, **kwargs) -> tuple[dict, dict, dict]:
+    def _sanitize_parameters(
+        self, top_k: int | None = None, num_candidates: int | None = None, **kwargs
+    ) -> tuple[dict, dict, dict]:
         if kwargs:
-            raise ValueError(f"unknown parameters {sorted(kwargs)}; the parameters are top_k and batch_size")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-        return {}, {}, {} if top_k is None else {"top_k": top_k}
+            raise ValueError(
+                f"unknown parameters {sorted(kwargs)}; the parameters are top_k, num_candidates and batch_size"
+            )
+        for name, value in (("top_k", top_k), ("num_candidates", num_candidates)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        preprocess = {} if num_candidates is None else {"num_candidates": num_candidates}
+        return preprocess, {}, {} if top_k is None else {"top_k": top_k}
 
     # --- input -> request -> model inputs ------------------------------------------------------------
 
@@ -257,18 +298,41 @@ class CCFLLMPipeline(Pipeline):
         unknown = sorted(set(inputs) - set(DICT_KEYS))
         if unknown:
             raise bad_input(f"unknown keys {unknown}")
-        if ("candidate" in inputs) == ("candidates" in inputs):
-            raise bad_input("give exactly one of 'candidate' or 'candidates'")
+        if "candidate" in inputs and "candidates" in inputs:
+            raise bad_input("give exactly one of 'candidate' or 'candidates' (or neither, to recommend)")
+        history = [self._resolve(item, "history") for item in _items(inputs.get("history") or [], "history")]
+        user_id = self._user(inputs.get("user_id"))
+        profile = inputs.get("profile")
+        if profile is not None and not isinstance(profile, str):
+            raise bad_input(f"profile must be a sentence (str), got {type(profile).__name__}")
+        history = [item for item in history if item is not None]
+        if "candidate" not in inputs and "candidates" not in inputs:
+            if "user_id" not in inputs and "history" not in inputs:
+                raise bad_input(
+                    "give 'candidate' or 'candidates' to score, or a user and/or history to recommend for"
+                )
+            return CTRRequest(
+                user_id=user_id,
+                history=history,
+                candidates=[],
+                ranking=True,
+                recommend=True,
+                exclude=tuple(self._catalog_ids(inputs.get("exclude") or [], "exclude")),
+                pool=self._catalog_ids(inputs["pool"], "pool") if "pool" in inputs else None,
+                profile=profile,
+            )
+        if "exclude" in inputs or "pool" in inputs:
+            raise bad_input("'exclude' and 'pool' go with recommendations (a request without candidates)")
         ranking = "candidates" in inputs
         candidates = _items(inputs["candidates"] if ranking else inputs["candidate"], "candidate")
         if not candidates or (not ranking and len(candidates) != 1):
             raise bad_input("'candidate' must be one item and 'candidates' a non-empty list")
-        history = [self._resolve(item, "history") for item in _items(inputs.get("history") or [], "history")]
         return CTRRequest(
-            user_id=self._user(inputs.get("user_id")),
-            history=[item for item in history if item is not None],
+            user_id=user_id,
+            history=history,
             candidates=[self._resolve(item, "candidate") or f"item {item}" for item in candidates],
             ranking=ranking,
+            profile=profile,
         )
 
     def _user(self, user_id: Any) -> int:
@@ -302,31 +366,64 @@ class CCFLLMPipeline(Pipeline):
             return item.strip()
         return found
 
-    def preprocess(self, inputs: dict | str) -> dict[str, Any]:
-        return self.model_inputs(self.request(inputs))
+    def _catalog_ids(self, value: Any, field: str) -> list[int]:
+        """The catalog ids of items named by id or title; what the catalog lacks is ignored, with a warning."""
+        ids = []
+        for item in _items(value, field):
+            found = self.titles.resolve(item.strip()) if isinstance(item, str) else item
+            if found in self.processor.catalog:
+                ids.append(found)
+            else:
+                warnings.warn(f"{item!r} in {field} is not in the item catalog: ignored", stacklevel=3)
+        return ids
 
-    def model_inputs(self, request: CTRRequest) -> dict[str, Any]:
-        """A ranking's shared prefix and suffixes, or the one prompt of a single candidate."""
+    def preprocess(self, inputs: dict | str, num_candidates: int = NUM_CANDIDATES) -> dict[str, Any]:
+        return self.model_inputs(self.request(inputs), num_candidates)
+
+    def model_inputs(self, request: CTRRequest, num_candidates: int = NUM_CANDIDATES) -> dict[str, Any]:
+        """A ranking's shared prefix and suffixes, or the one prompt of a single candidate (unpadded, so that
+        batched requests pad together). A recommendation is the ranking of its ``num_candidates`` CF candidates."""
+        if request.recommend:
+            request = replace(request, candidates=self.retrieve(request, num_candidates))
         if request.ranking:
             prefix, suffixes = self.processor.encode_ranking(
-                request.history, request.candidates, request.user_id
+                request.history, request.candidates, request.user_id, request.profile
             )
             items = [
                 {"item": self.processor.item_title(item), "item_id": self.processor.item_id(item)}
                 for item in request.candidates
             ]
-            return {"prefix": prefix, "suffixes": suffixes, "items": items}
-        return {
-            "inputs": self.processor([request.history], request.candidates, [request.user_id]),
-            "items": None,
-        }
+            if request.recommend:  # its candidates come best first
+                items = [{**item, "cf_rank": rank} for rank, item in enumerate(items, 1)]
+            return {"prefix": prefix, "suffixes": suffixes, "items": items, "recommend": request.recommend}
+        encoded = self.processor.encode(
+            request.history, request.candidates[0], request.user_id, request.profile
+        )
+        return {"encoded": [encoded], "items": None}
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
         if model_inputs["items"] is None:
-            scores = self.model.score_shared_prefixes(**model_inputs["inputs"])
+            batch = self.processor.pad(model_inputs["encoded"]).to(self.device)
+            scores = self.model.score_shared_prefixes(**batch)
         else:
             scores = self.model.rank_candidates(model_inputs["prefix"], model_inputs["suffixes"])
-        return {"scores": scores, "items": model_inputs["items"]}
+        return {"scores": scores, "items": model_inputs["items"], "recommend": model_inputs.get("recommend")}
+
+    def retrieve(self, request: CTRRequest, num_candidates: int) -> list[int]:
+        """A recommendation's candidates, best first: the user's CF row (or its history's) against the catalog."""
+        try:
+            candidates, _ = self.model.retrieve_candidates(
+                request.user_id,
+                [item for item in request.history if isinstance(item, int)],
+                num_candidates,
+                exclude=request.exclude,
+                pool=self.processor.catalog if request.pool is None else request.pool,
+            )
+        except ValueError as err:
+            raise bad_input(f"cannot recommend: {err}") from err
+        if not len(candidates):
+            raise bad_input("nothing to recommend: the history, 'exclude' and 'pool' leave no catalog item")
+        return candidates.tolist()
 
     def postprocess(self, model_outputs: dict[str, Any], top_k: int | None = None) -> list[dict]:
         probabilities = torch.sigmoid(model_outputs["scores"]).tolist()
@@ -339,27 +436,16 @@ class CCFLLMPipeline(Pipeline):
             ({**item, "score": p} for item, p in zip(model_outputs["items"], probabilities, strict=True)),
             key=lambda row: row["score"],
             reverse=True,
-        )
+        )  # stable: equal scores keep the candidates' order (a recommendation's: the CF ranking)
+        if model_outputs.get("recommend"):
+            ranked = [{**row, "llm_rank": rank} for rank, row in enumerate(ranked, 1)]
+            return ranked[: top_k or RECOMMEND_TOP_K]
         return ranked[:top_k]
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
         """Model, code (with the ``custom_pipelines`` entry in config.json) and the processor's files."""
         super().save_pretrained(save_directory, **kwargs)
         self.processor.save_pretrained(save_directory)
-
-
-def load_processor(model: PreTrainedModel) -> CCFLLMProcessor:
-    """The processor saved next to the model: its local folder, or its Hub repository's files (fetched)."""
-    source = model.name_or_path
-    if not source:
-        raise ValueError("the model was not loaded from a folder: pass processor=CCFLLMProcessor(...)")
-    if os.path.isdir(source):
-        return CCFLLMProcessor.from_pretrained(source)
-    revision = getattr(model.config, "_commit_hash", None)
-    for name in TOKENIZER_FILES:  # whichever of them the tokenizer has
-        cached_file(source, name, revision=revision, _raise_exceptions_for_missing_entries=False)
-    paths = [cached_file(source, name, revision=revision) for name in PROCESSOR_FILES]
-    return CCFLLMProcessor.from_pretrained(Path(paths[0]).parent)
 
 
 PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=CCFLLMPipeline, pt_model=AutoModel, type="text")

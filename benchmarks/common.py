@@ -34,13 +34,13 @@ from transformers import (
 
 import ccf_llm
 from ccf_llm.build import build_model, load_backbone, preferred_attention, smollm2_gguf
+from ccf_llm.data import SHARED_ML1M
 from ccf_llm.testing.make_tiny import TINY_CATALOG, TINY_SIZES, tiny_tokenizer
 from modeling_ccf import CCFLLMForCTR, native_bf16
 from processing_ccf import CCFLLMProcessor
 
 T = TypeVar("T")
 RESULTS = Path(__file__).resolve().parent / "results"
-SHARED_ML1M = Path("/work/shared/data/ml-1m")
 TOKENIZER_CACHE = Path(__file__).resolve().parents[1] / "outputs" / "smollm2-tokenizer"
 SHAPES = {
     "smollm2": {  # SmolLM2-135M
@@ -222,7 +222,7 @@ def autocast(enabled: bool) -> contextlib.AbstractContextManager:
 
 
 def ml1m_dir() -> Path:
-    """``$CCF_ML1M_DIR`` when set (the GPU machine), else the shared split."""
+    """``$CCF_ML1M_DIR`` when set, else the split folder beside the repository (as ``ccf_llm.data.load_named``)."""
     path = Path(os.environ.get("CCF_ML1M_DIR") or SHARED_ML1M)
     if not (path / "train.parquet").is_file():
         raise SystemExit(f"ML-1M split not found at {path}: set CCF_ML1M_DIR to the folder of train.parquet")
@@ -262,7 +262,7 @@ def load_data(tiny: bool, split: str = "train") -> Data:
         for u, i, his, y in zip(frame["uid"], frame["iid"], frame["his"], frame["label"], strict=True)
     ]
     catalog = {int(i): str(t) for i, t in zip(items["iid"], items["title"], strict=True)}
-    return Data(rows, catalog, f"ML-1M {split} ({root})", int(frame["uid"].max()) + 1)
+    return Data(rows, catalog, f"ML-1M {split} ({root.name})", int(frame["uid"].max()) + 1)
 
 
 def sample_rows(data: Data, count: int, seed: int) -> list[dict]:

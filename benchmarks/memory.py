@@ -51,7 +51,7 @@ def projection(out: Path, backbone: str, epochs: tuple[float, float]) -> dict:
         out / f"{name}_{backbone}_{kind}.json" for name in ("train_throughput", "eval_throughput")
     )
     if not (train_file.is_file() and eval_file.is_file()):
-        return {"missing": [str(p) for p in (train_file, eval_file) if not p.is_file()]}
+        return {"missing": [p.name for p in (train_file, eval_file) if not p.is_file()]}
     train = json.loads(train_file.read_text())["samples_per_s"]
     evals = json.loads(eval_file.read_text())["samples_per_s"]
     first, second = epochs

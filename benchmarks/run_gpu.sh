@@ -2,9 +2,9 @@
 # All GPU measurements in one go (~3 min on one H100); results in benchmarks/results/*_cuda.json and,
 # when $OUT is set, copied there.
 #
-# Needs: CCF_ML1M_DIR (folder of train/valid/test/items.parquet) unless /work/shared/data/ml-1m exists;
-# SmolLM2's tokenizer in $CCF_TOKENIZER_DIR or outputs/smollm2-tokenizer (carry that folder; any CPU
-# benchmark run fills it). SmolLM2 has random weights of its real shape unless $SMOLLM2_GGUF is set.
+# Needs: CCF_ML1M_DIR (folder of train/valid/test/items.parquet) unless ../shared/data/ml-1m exists beside the
+# repository; SmolLM2's tokenizer in $CCF_TOKENIZER_DIR or outputs/smollm2-tokenizer (copy that folder along;
+# any CPU benchmark run fills it). SmolLM2 has random weights of its real shape unless $SMOLLM2_GGUF is set.
 # BENCH_COMPILE=1 adds the torch.compile lever (adds about a minute).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +31,7 @@ run eval_throughput "${smollm2[@]}"
 run ranking "${smollm2[@]}"
 run ranking "${smollm2[@]}" --chunk-size 16 --out benchmarks/results/gpu-ranking-chunk16  # the CPU default
 run pipeline_throughput "${smollm2[@]}"
+run recommend "${smollm2[@]}"
 run train_throughput --backbone llama7b
 run eval_throughput --backbone llama7b
 run memory --backbone llama7b

@@ -23,6 +23,8 @@ from modeling_ccf import CCFLLMForCTR
 from processing_ccf import CCFLLMProcessor
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Hub ids of the GGUF files that load_backbone reads, by file stem: what text_config._name_or_path records.
+GGUF_HUB_IDS = {Path(SMOLLM2_FILE).stem: "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
 def smollm2_gguf() -> Path:
@@ -75,7 +77,9 @@ def load_backbone(
         return AutoModelForCausalLM.from_pretrained(path, dtype=dtype), AutoTokenizer.from_pretrained(path)
     cache = gguf_cache_dir(path)
     if (cache / "config.json").is_file():
-        return AutoModelForCausalLM.from_pretrained(cache, dtype=dtype), AutoTokenizer.from_pretrained(cache)
+        model = AutoModelForCausalLM.from_pretrained(cache, dtype=dtype)
+        model.config._name_or_path = GGUF_HUB_IDS.get(path.stem, path.stem)  # not the cache folder's path
+        return model, AutoTokenizer.from_pretrained(cache)
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     # The de-quantized weights are plain tensors; a model built from the config (without the GGUF
@@ -83,6 +87,7 @@ def load_backbone(
     config = {key: value for key, value in model.config.to_dict().items() if key != "quantization_config"}
     plain = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config))
     plain.load_state_dict(model.state_dict())
+    plain.config._name_or_path = GGUF_HUB_IDS.get(path.stem, path.stem)
     with tempfile.TemporaryDirectory(dir=_writable_parent(cache)) as staging:
         plain.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
@@ -117,7 +122,10 @@ def build_model(
     if user_table.shape[1] != item_table.shape[1]:
         raise ValueError(f"user table width {user_table.shape[1]} != item table width {item_table.shape[1]}")
     config = CCFLLMConfig(
-        text_config=backbone.config.to_dict(),
+        text_config={
+            **backbone.config.to_dict(),
+            "_name_or_path": portable_name(backbone.config.name_or_path),
+        },
         num_users=user_table.shape[0],
         num_items=item_table.shape[0],
         cf_dim=user_table.shape[1],
@@ -134,6 +142,13 @@ def build_model(
         model.user_cf.weight.copy_(user_table)
         model.item_cf.weight.copy_(item_table)
     return model.to(backbone.dtype), processor
+
+
+def portable_name(name_or_path: str) -> str:
+    """The backbone's name as a model folder records it: a Hub id as it is, a local folder by its bare name (a
+    published folder must not carry the trainer's paths; ``load_backbone`` names GGUF backbones by Hub id)."""
+    local = name_or_path and (Path(name_or_path).is_absolute() or Path(name_or_path).exists())
+    return Path(name_or_path).name if local else name_or_path
 
 
 def load_backbone_weights(model: CCFLLMForCTR, backbone: PreTrainedModel) -> None:

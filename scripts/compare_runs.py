@@ -1,7 +1,9 @@
 """Bootstrap intervals of runs' test AUCs and of their differences from a baseline run on the same rows.
 
-    python scripts/compare_runs.py outputs/ml1m-cpu/rows16384-bf16 outputs/ml1m-cpu/collm-rows16384-bf16 \\
-        --baseline outputs/cf/ml1m/mf_bias/cpu-subsample-rows --out results/ml1m_cpu_intervals.json
+    python scripts/compare_runs.py outputs/experiments/ccf-llm outputs/experiments/collm \\
+        --baseline outputs/experiments/cf-mf-bias
+
+(``python scripts/experiment.py --compare ccf-llm`` runs this for an experiment and its ``compare_with``.)
 
 Each argument is a run folder with ``<split>_scores.parquet`` (``scripts/train.py --output-dir``,
 ``scripts/score_cf.py --out``); all must have scored the same rows. The difference from the baseline is a

@@ -1,15 +1,14 @@
 """Score a finished run's saved model on the rows a config evaluates, as a run folder for compare_runs.
 
-    python scripts/evaluate.py outputs/ml1m-cpu/rows16384-bf16 --config configs/ml1m.yaml \\
-        --out outputs/ml1m-cpu-full-test/rows16384-bf16
+    python scripts/evaluate.py outputs/experiments/ccf-llm --config configs/ml1m.yaml \\
+        --out outputs/full-test/ccf-llm
 
-The CPU protocol (configs/ml1m-cpu.yaml) trains on recent rows and tests on a 2,000-row sample; with
-``configs/ml1m.yaml`` this scores the same model on the whole test split, the rows the published numbers and the
-full-data CF rows use. RUN may also be one of the run's checkpoints (``RUN/stage2/checkpoint-N``, e.g. another
-than the one model selection kept); its prompts are those of the run's model folder, i.e. the last stage's
-(a stage-1 checkpoint of a hybrid run is scored on hybrid prompts too). The run's results row is
-left as it is; ``--out`` gets ``<split>_scores.parquet`` and a ``metrics.json`` whose row names the model, the
-rows and the command.
+A run of configs/ml1m-cpu.yaml as it stands tests on a 2,000-row sample; with ``configs/ml1m.yaml`` this scores
+the same model on the whole test split, the rows the published numbers and the full-data CF rows use. RUN may also
+be one of the run's checkpoints (``RUN/stage2/checkpoint-N``, e.g. another than the one model selection kept); its
+prompts are those of the run's model folder, i.e. the last stage's (a stage-1 checkpoint of a hybrid run is
+scored on hybrid prompts too). The run's results row is left as it is; ``--out`` gets ``<split>_scores.parquet``
+and a ``metrics.json`` whose row names the model, the rows and the command.
 """
 
 from __future__ import annotations
@@ -27,8 +26,10 @@ import yaml
 from ccf_llm.atomic import write_text_atomically
 from ccf_llm.evaluation import split_metrics
 from ccf_llm.evaluation.compare import read_scores, run_name
+from ccf_llm.evaluation.rows import device_label
 from ccf_llm.training import ExperimentConfig
-from ccf_llm.training.run import MODEL_DIR, device_label, evaluate_saved_model, uses_bf16
+from ccf_llm.training.run import MODEL_DIR, evaluate_saved_model
+from modeling_ccf import use_bf16
 from processing_ccf import PROCESSOR_FILE
 
 
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     splits = tuple(args.split or ("test",))
     start = time.perf_counter()
     # The scoring config's: bf16: null scores under bf16 autocast where bf16 is native.
-    bf16 = uses_bf16(config)
+    bf16 = use_bf16(config.bf16)
     metrics = evaluate_saved_model(model_dir, config, args.out, splits, processor_dir, bf16)
     row = {
         "method": args.method or name,

@@ -1,4 +1,7 @@
-"""The main job on the embedded default: ``python scripts/main.py [--config configs/ml100k-quick.yaml]``."""
+"""The main job on the embedded default: ``python scripts/main.py [--config configs/ml100k-quick.yaml]``.
+
+Trains CCF-LLM, prints its metrics beside the CF tables it reads scored alone on the same rows, publishes the
+folder and loads it back in a fresh interpreter."""
 
 from __future__ import annotations
 

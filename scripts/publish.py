@@ -1,7 +1,8 @@
 """Publish a training run: ``python scripts/publish.py outputs/run --out published/ccf-llm-ml1m [--push-to-hub ORG/NAME]``.
 
-Writes a Hub-ready folder (bf16 weights, remote code, pipeline, Inference Endpoints handler, model card
-with the measured results row) and, with ``--push-to-hub``, uploads it. Without a token, without network
+Writes a Hub-ready folder (bf16 weights, remote code, pipeline, processor, Inference Endpoints handler, model
+card with the measured results row, and the CF tables alone beside it where the run scored them) and, with
+``--push-to-hub``, uploads it. Without a token, without network
 or with HF_HUB_OFFLINE=1 it stops before writing anything.
 """
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
             base_model=args.base_model,
             overwrite=args.overwrite,
         )
-    except (HubAccessError, FileNotFoundError, FileExistsError, ValueError) as err:
+    except (HubAccessError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
         sys.exit(f"publish: {err}")
     print(f"wrote {folder}" + (f"\nuploaded: {url}" if url else ""))
 

@@ -1,7 +1,8 @@
 """Train and evaluate one configuration: ``accelerate launch scripts/train.py --config configs/ml1m.yaml``.
 
 Plain ``python scripts/train.py ...`` works too. Settings live in the YAML file; the flags below override
-the ones most often changed from the command line.
+the ones most often changed from the command line. The experiments of configs/experiments/ are runs of this
+script (``python scripts/experiment.py NAME --dry-run`` prints the call).
 """
 
 from __future__ import annotations

@@ -7,14 +7,14 @@
 Writes ``<out>/cf_tables.safetensors`` + ``cf_config.json`` (see ccf_llm.cf) and, for ML-1M, upserts
 the model's row in results/ml1m.json. With ``--grid`` it trains every combination of the model's
 grid in configs/cf_grid.yaml, keeps the one with the best valid AUC and writes the table of all of them
-to ``<out>/grid.json``. The logic lives in ccf_llm.cf.
+to ``<out>/grid.json``. The CF experiments of configs/experiments/ call it (``scripts/experiment.py cf-mf-bias``).
+The logic lives in ccf_llm.cf.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 import time
@@ -25,7 +25,7 @@ import yaml
 
 from ccf_llm.cf import DEFAULT_SETTINGS, METHOD_NAMES, grid_search, save_cf_tables, train_cf
 from ccf_llm.data import SHARED_ML1M, load_named
-from ccf_llm.evaluation import split_metrics, upsert_result
+from ccf_llm.evaluation.rows import device_label, record_row, results_row
 from ccf_llm.settings import parse_assignments
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ def parse_args() -> argparse.Namespace:
         "--bias", action="store_true", help="MF only: user/item/global biases (method MF-bias)"
     )
     parser.add_argument(
-        "--data", default="ml1m", choices=["ml1m", "default"], help="default: RecBole's ml-100k"
+        "--data", default="ml1m", help="ml1m, default (RecBole's ml-100k) or a saved split folder"
     )
     parser.add_argument(
         "--data-dir", type=Path, help=f"ML-1M split folder (default {SHARED_ML1M} or $CCF_ML1M_DIR)"
@@ -68,13 +68,13 @@ def parse_args() -> argparse.Namespace:
         help="override settings (YAML values); repeatable, each adds to the ones before",
     )
     parser.add_argument(
-        "--results", type=Path, default=ROOT / "results" / "ml1m.json", help="ML-1M results file"
+        "--results",
+        type=Path,
+        help="results JSON to upsert the row into (default: results/ml1m.json for ml1m)",
     )
     parser.add_argument("--no-results", action="store_true", help="do not touch the results file")
-    parser.add_argument(
-        "--method",
-        help="the row's method name (default: the model's, e.g. MF-bias); another keeps a variant's row",
-    )
+    parser.add_argument("--method", help="the row's method name (default: the model's, e.g. MF-bias)")
+    parser.add_argument("--experiment", help="the configs/experiments/ name the row belongs to (its command)")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (the CPU box has 2 shared cores)"
     )
@@ -115,24 +115,24 @@ def main() -> None:
                       "valid": run.valid, "test": run.test, "seconds": round(run.seconds, 1),
                       "total_seconds": round(total, 1), "out": str(args.out)}, indent=2))  # fmt: skip
 
-    if args.data == "ml1m" and not args.no_results:
-        row = {
-            "method": args.method or METHOD_NAMES[name],
-            "backbone": None,
-            "fusion": None,
-            "cf": name,
-            "train_rows": len(data.splits["train"]),
-            "device": f"cpu ({os.cpu_count()} cores, {args.threads} torch threads)",
-            "seconds": round(run.seconds, 1),
-            "command": shlex.join(["python", "scripts/train_cf.py", *sys.argv[1:]]),
-            "valid": split_metrics(run.valid, "valid"),
-            "test": split_metrics(run.test, "test"),
-            "settings": run.settings,
-            "best_epoch": run.best_epoch,
-        }
-        if args.grid:
-            row["grid_seconds"] = round(total, 1)
-        upsert_result(args.results, row, dataset="ml-1m")
+    results = args.results or (ROOT / "results" / "ml1m.json" if args.data == "ml1m" else None)
+    if results and not args.no_results:
+        row = results_row(
+            method=args.method or METHOD_NAMES[name],
+            experiment=args.experiment,
+            command=shlex.join(["python", "scripts/train_cf.py", *sys.argv[1:]]),
+            sampled=False,
+            train_rows=len(data.splits["train"]),
+            test_rows=len(data.splits["test"]),
+            settings=run.settings,
+            backbone=None,
+            device=device_label(threads=args.threads, gpu=False),
+            seconds=run.seconds,
+            metrics={"valid": run.valid, "test": run.test},
+            best_epoch=run.best_epoch,
+            **({"grid_seconds": round(total, 1)} if args.grid else {}),
+        )
+        record_row(results, row, args.data, data.name)
 
 
 if __name__ == "__main__":

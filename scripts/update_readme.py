@@ -1,4 +1,4 @@
-"""Fill the measured sections of README.md and results/README.md from ``results/ml1m.json``,
+"""Fill the measured sections of README.md and docs/experiments.md from ``results/ml1m.json``,
 ``results/*_intervals.json`` and ``benchmarks/results/*.json``.
 
 ``python scripts/update_readme.py`` — every number in those sections comes from those files.

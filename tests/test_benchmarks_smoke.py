@@ -14,7 +14,15 @@ import pytest
 import torch
 from peft.tuners.lora import LoraLayer
 
-from benchmarks import common, eval_throughput, memory, pipeline_throughput, ranking, train_throughput
+from benchmarks import (
+    common,
+    eval_throughput,
+    memory,
+    pipeline_throughput,
+    ranking,
+    recommend,
+    train_throughput,
+)
 
 
 @pytest.mark.parametrize(
@@ -24,8 +32,9 @@ from benchmarks import common, eval_throughput, memory, pipeline_throughput, ran
         (eval_throughput, ["--int8"]),
         (ranking, ["--candidates", "8"]),
         (pipeline_throughput, ["--batch-size", "3"]),
+        (recommend, ["--candidates", "6", "--top-k", "3"]),
     ],
-    ids=["train_throughput", "eval_throughput", "ranking", "pipeline_throughput"],
+    ids=["train_throughput", "eval_throughput", "ranking", "pipeline_throughput", "recommend"],
 )
 def test_benchmark_tiny(module, extra: list[str], tmp_path: Path, capsys) -> None:
     record = module.main(["--tiny", "--out", str(tmp_path), *extra])
@@ -33,8 +42,10 @@ def test_benchmark_tiny(module, extra: list[str], tmp_path: Path, capsys) -> Non
     assert printed["ratio"] == record["ratio"] > 0
     written = json.loads(next(tmp_path.glob(f"{record['name']}_tiny_*.json")).read_text())
     assert written["ratio"] > 0 and written["versions"]["torch"] == torch.__version__
-    if module in (ranking, pipeline_throughput):
+    if module in (ranking, pipeline_throughput, recommend):
         assert record["scores_equal"], record["max_abs_score_difference"]
+    if module is recommend:  # --top-k 3 of the retrieved candidates
+        assert len(record["recommended"]) == 3 <= record["settings"]["candidates"]
     if module is eval_throughput:
         assert record["matmul_ceiling"] > 1 and record["hybrid_vs_plain_on_hybrid_prompts"] > 0
         if not torch.cuda.is_available():  # --int8 is a CPU lever

@@ -262,7 +262,7 @@ def test_unknown_model_and_missing_tables(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_mf_bias_on_ml1m_beats_popularity_floor(ml1m_dir):
-    """On the real split MF with biases reaches the popularity level (DESIGN.md: item popularity .7094)."""
+    """On the real split MF with biases reaches the popularity level (item popularity alone reaches .7094)."""
     from ccf_llm.data import load_split
 
     run = train_cf("mf_bias", load_split(ml1m_dir), {"dim": 16, "max_epochs": 15}, progress=False)
@@ -304,7 +304,8 @@ def test_score_cf_script_reproduces_the_cf_run_on_the_config_rows(
     runs, tiny, key, tmp_path, monkeypatch, load_script
 ):
     """scripts/score_cf.py scores the CF model on an LLM config's rows: on all rows it gives the CF run's own
-    numbers; with a sample it scores (and says) just the sampled rows."""
+    numbers; with a sample it scores (and says) just the sampled rows. Its row goes to the run folder, not to the
+    results file (a CF model's row is its training run's)."""
     import json
     import sys
 
@@ -314,24 +315,29 @@ def test_score_cf_script_reproduces_the_cf_run_on_the_config_rows(
     tiny.save(tmp_path / "data")
     results = tmp_path / "results.json"
     score_cf = load_script("score_cf")
-    for name, limit in (("all", None), ("sample", 10)):
+    rows_of = ("all", "sample")
+    for name, limit in zip(rows_of, (None, 10), strict=True):
         config = {"data": str(tmp_path / "data"), "results": str(results), "max_test_rows": limit}
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
         argv = ["score_cf.py", "--cf-dir", str(tmp_path / "cf"), "--config", str(tmp_path / f"{name}.yaml")]
         monkeypatch.setattr(sys, "argv", [*argv, "--method", name, "--out", str(tmp_path / name)])
         score_cf.main()
-    rows = {row["method"]: row for row in json.loads(results.read_text())["rows"]}
+    rows = {name: json.loads((tmp_path / name / "metrics.json").read_text())["row"] for name in rows_of}
+    assert not results.exists()
     assert rows["all"]["test"]["auc"] == pytest.approx(runs[key].test["auc"], abs=1e-4)
     kept = compare_runs([tmp_path / "all"], n_resamples=100)  # --out: a run folder, as a training run's
     assert kept.loc["all", "auc"] == pytest.approx(rows["all"]["test"]["auc"], abs=1e-4)
     assert len(read_scores(tmp_path / "sample")) == 10  # the sampled rows only
     assert rows["all"]["test"]["uauc"] == pytest.approx(runs[key].test["uauc"], abs=1e-4)
-    assert rows["sample"]["rows"]["test"] == 10 and rows["all"]["rows"]["test"] == len(tiny.splits["test"])
-    monkeypatch.setattr(sys, "argv", [*argv, "--no-results", "--out", str(tmp_path / "quiet")])
-    score_cf.main()  # the last config (a sample): default name says so; the results file is left alone
-    assert {row["method"] for row in json.loads(results.read_text())["rows"]} == {"all", "sample"}
+    assert rows["sample"]["test_rows"] == 10 and rows["all"]["test_rows"] == len(tiny.splits["test"])
+    assert (rows["sample"]["protocol"], rows["all"]["protocol"]) == ("cpu", "full")
+    monkeypatch.setattr(sys, "argv", [*argv, "--experiment", "cf-tiny", "--out", str(tmp_path / "named")])
+    score_cf.main()  # the last config (a sample); an experiment's scores are named by the experiment
+    named = json.loads((tmp_path / "named" / "metrics.json").read_text())["row"]
+    assert named["command"] == "python scripts/experiment.py cf-tiny"
+    assert run_name(tmp_path / "named") == "cf-tiny"
     model_name = METHOD_NAMES[load_cf_tables(tmp_path / "cf")[2]["model"]]
-    assert run_name(tmp_path / "quiet") == f"{model_name} (cpu-subsample rows)"
+    assert named["method"] == f"{model_name} (cpu-subsample rows)"
 
 
 def test_train_cf_script_searches_the_named_grid(tiny, tmp_path, monkeypatch, capsys, load_script):

@@ -68,6 +68,28 @@ def test_collm_amazon_rules(raw_files) -> None:
     assert test == [(1, 1, 1, [0, 1, 3], 1), (2, 3, 0, [0, 1, 3], 1), (3, 2, 1, [0], 0)]
 
 
+def test_categories_become_item_attributes(raw_files) -> None:
+    meta = [
+        {**META[0], "category": ["Books", "Mystery"]},  # replaced by the last B2 row below
+        {**META[1], "category": ["Books", "Literature &amp; Fiction", "Classics", "Classics"]},
+        META[2],
+        {**META[3], "category": []},
+        {**META[4], "category": ["Books", "Science Fiction & Fantasy"]},
+    ]
+    data = process_amazon_book(*raw_files.amazon(REVIEWS, meta), min_ratings=0)
+    # iids: B1 -> 1, B3 -> 2 (no categories: no entry), B2 -> 3; the shared root category "Books" is left out
+    assert data.item_attributes == {1: "literature & fiction, classics", 3: "science fiction & fantasy"}
+
+
+@pytest.mark.parametrize("category", ["Books", ["Books", 3], {"a": 1}])
+def test_category_must_be_a_list_of_strings(raw_files, category: object) -> None:
+    meta = [*META[:3], {**META[3], "category": category}, META[4]]
+    with pytest.raises(
+        DataError, match=r"meta_Books\.json\.gz, line 4: field 'category' .* is not a list of strings"
+    ):
+        process_amazon_book(*raw_files.amazon(REVIEWS, meta), min_ratings=0)
+
+
 def test_reads_plain_json_lines_too(raw_files) -> None:
     reviews, meta = raw_files.amazon(REVIEWS, META)
     plain = reviews.with_suffix("")

@@ -29,6 +29,18 @@ def test_default_split_sizes(default_data) -> None:
     assert "recbole" not in sys.modules  # located by find_spec only
 
 
+def test_genres_and_user_attributes(default_data) -> None:
+    """ml-100k.item's ``class`` token_seq is the genre list; ml-100k.user carries age, gender, occupation."""
+    by_title = {title: iid for iid, title in default_data.items.items()}
+    attributes = default_data.item_attributes
+    assert attributes[by_title["Toy Story (1995)"]] == "animation, children's, comedy"
+    assert attributes[by_title["GoldenEye (1995)"]] == "action, adventure, thriller"
+    assert len(attributes) >= 0.99 * len(default_data.items)  # a few movies are "unknown" only
+    assert all(text == text.lower() and text.strip() for text in attributes.values())
+    first = default_data.users.iloc[0]
+    assert (first["age"], first["gender"], first["occupation"]) == ("24", "M", "technician")
+
+
 def test_max_train_rows_keeps_the_most_recent(default_data) -> None:
     train = default_data.splits["train"].to_pandas()
     valid_start = default_data.splits["valid"].to_pandas()["timestamp"].min()

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ccf_llm.data import DataError, process_movielens
+from ccf_llm.data import DataError, load_split, process_movielens
+from ccf_llm.data.movielens import ML100K_GENRES
 from ccf_llm.data.protocol import build_ctr_data, month_slots
 
 
@@ -120,7 +121,7 @@ def test_max_history_keeps_the_most_recent(raw_files, max_history: int | None, h
 
 
 def test_max_train_rows_keeps_recent_rows_and_the_full_train_warm_flags(raw_files) -> None:
-    """Warm/cold refers to the full train split (DESIGN.md), as in the LLM runs' own train subsample."""
+    """Warm/cold refers to the full train split (docs/design.md), as in the LLM runs' own train subsample."""
     data = process_movielens(raw_files.ml1m(RATINGS, MOVIES), max_train_rows=1, **WINDOWS)
     assert rows(data, "train") == [EXPECTED["train"][-1]]  # user 5's March rating is the most recent
     assert rows(data, "valid") == EXPECTED["valid"]  # user 5 and movie 30 are in the full train: warm
@@ -189,3 +190,100 @@ def test_protocol_matches_a_plain_reference(events: list[tuple[int, int, int, in
         assert rows(data, split) == [(*row, int(w)) for row, w in zip(split_rows, warm, strict=True)]
     assert data.items == {n: f"movie {item}" for item, n in iid.items()}
     assert np.array_equal(sorted(data.items), np.arange(1, len(iid) + 1))
+
+
+GENRES = {  # raw movie id -> genres, as GroupLens lists them
+    10: ["Animation", "Children's", "Comedy"],
+    20: ["Comedy", "Drama"],
+    30: ["Action", "Crime", "Thriller"],
+    40: [],  # no genre: no attributes
+    50: ["Drama"],
+    99: ["Comedy", "Romance"],
+}
+# iids: 20, 30, 10, 40 -> 1..4 (EXPECTED above); movie 40 has no entry
+EXPECTED_ATTRIBUTES = {1: "comedy, drama", 2: "action, crime, thriller", 3: "animation, children's, comedy"}
+
+
+def with_genres(raw_files, fmt: str):
+    """The test folder of ``fmt`` with GENRES written in that format's own way."""
+    folder = getattr(raw_files, fmt)(RATINGS, MOVIES, USERS)
+    if fmt == "ml1m":
+
+        def change(lines: list[str]) -> list[str]:
+            fields = [line.split("::") for line in lines]
+            return ["::".join([i, t, "|".join(GENRES[int(i)])]) for i, t, _ in fields]
+
+        raw_files.edit(folder / "movies.dat", change, "latin-1")
+    elif fmt == "ml100k":
+
+        def change(lines: list[str]) -> list[str]:
+            out = []
+            for line in lines:
+                fields = line.split("|")
+                flags = [str(int(name in GENRES[int(fields[0])])) for name in ML100K_GENRES]
+                out.append("|".join([*fields[:5], *flags]))
+            return out
+
+        raw_files.edit(folder / "u.item", change, "latin-1")
+    else:
+        (item_file,) = folder.glob("*.item")
+
+        def change(lines: list[str]) -> list[str]:
+            rows = [line.split("\t") for line in lines[1:]]
+            return [lines[0], *("\t".join([*row[:3], " ".join(GENRES[int(row[0])])]) for row in rows)]
+
+        raw_files.edit(item_file, change)
+    return folder
+
+
+@pytest.mark.parametrize("fmt", ["ml1m", "ml100k", "recbole"])
+def test_genres_become_item_attributes_in_every_format(raw_files, fmt: str) -> None:
+    data = process_movielens(with_genres(raw_files, fmt), **WINDOWS)
+    assert data.item_attributes == EXPECTED_ATTRIBUTES
+    assert {"gender", "age", "occupation"} <= set(data.users.columns)
+
+
+def test_item_attributes_survive_a_split_folder(raw_files, tmp_path) -> None:
+    data = process_movielens(with_genres(raw_files, "ml1m"), **WINDOWS)
+    assert load_split(data.save(tmp_path / "split")).item_attributes == EXPECTED_ATTRIBUTES
+
+
+def test_ml100k_genre_names_come_from_u_genre(raw_files) -> None:
+    folder = with_genres(raw_files, "ml100k")
+    names = ["unknown", "Shooting", *ML100K_GENRES[2:]]  # renamed: the flags are read by u.genre's names
+    raw_files.write(folder / "u.genre", [*(f"{name}|{k}" for k, name in enumerate(names)), ""], "latin-1")
+    attributes = process_movielens(folder, **WINDOWS).item_attributes
+    assert attributes[2] == "shooting, crime, thriller"
+    lines = [f"{name}|{k}" for k, name in enumerate(ML100K_GENRES)]
+    lines[3], lines[4] = lines[4], lines[3]
+    raw_files.write(folder / "u.genre", lines, "latin-1")
+    with pytest.raises(DataError, match=r"u\.genre, line 4: genre index 4 out of order; expected 19 lines"):
+        process_movielens(folder, **WINDOWS)
+    raw_files.write(folder / "u.genre", lines[:-1], "latin-1")
+    with pytest.raises(DataError, match=r"u\.genre: 18 genre lines; expected 19"):
+        process_movielens(folder, **WINDOWS)
+
+
+def test_ml100k_genre_flags_must_be_0_or_1(raw_files) -> None:
+    folder = with_genres(raw_files, "ml100k")
+
+    def change(lines: list[str]) -> list[str]:
+        fields = lines[2].split("|")
+        fields[7] = "2"  # field 8: Adventure
+        return [*lines[:2], "|".join(fields), *lines[3:]]
+
+    raw_files.edit(folder / "u.item", change, "latin-1")
+    with pytest.raises(
+        DataError, match=r"u\.item, line 3, field 8 \(Adventure genre flag\): '2' is not 0 or 1"
+    ):
+        process_movielens(folder, **WINDOWS)
+
+
+def test_recbole_ml1m_genre_column(raw_files) -> None:
+    """RecBole's ml-1m names the genres ``genre``; its ml-100k names them ``class``."""
+    folder = with_genres(raw_files, "recbole")
+    (item_file,) = folder.glob("*.item")
+    raw_files.edit(item_file, lambda lines: [lines[0].replace("class:", "genre:"), *lines[1:]])
+    assert process_movielens(folder, **WINDOWS).item_attributes == EXPECTED_ATTRIBUTES
+    raw_files.edit(item_file, lambda lines: [line.rsplit("\t", 1)[0] for line in lines])
+    assert process_movielens(folder, **WINDOWS).item_attributes == {}

@@ -87,40 +87,74 @@ def test_evaluate_module_matches_library():
     assert warm_cold.compute() == pytest.approx(ctr_metrics(LABELS, SCORES, USERS, not_cold=WARM))
 
 
-def _row(method: str, auc: float) -> dict:
+def _row(method: str, auc: float, experiment: str | None = None, test_rows: int = 7331, **settings) -> dict:
     metrics = {"auc": auc, "uauc": 0.6, "auc_warm": 0.7, "auc_cold": float("nan")}
     return {
-        "method": method, "backbone": None, "fusion": None, "cf": method.lower(), "train_rows": 10,
-        "device": "cpu", "seconds": 1.0, "command": "x",
-        "valid": split_metrics(metrics, "valid"), "test": split_metrics(metrics, "test"),
+        "method": method, "experiment": experiment, "protocol": "cpu", "train_rows": 10, "test_rows": test_rows,
+        "settings": {"fusion": "gate", **settings}, "backbone": None, "device": "cpu", "seconds": 1.0,
+        "command": "x", "valid": split_metrics(metrics, "valid"), "test": split_metrics(metrics, "test"),
     }  # fmt: skip
 
 
-def test_upsert_result_replaces_by_method(tmp_path):
+def _published(method: str, auc: float, name: str | None = None) -> dict:
+    row = {"method": method, "protocol": "published", "source": "a paper", "backbone": "Vicuna-7B",
+           "train_rows": 10, "test_rows": 7331, "test": {"auc": auc, "uauc": 0.6, "auc_warm": None, "auc_cold": None}}  # fmt: skip
+    return row | ({"name": name, "settings": {"cf": name}} if name else {})
+
+
+def test_upsert_result_replaces_the_row_with_the_same_key(tmp_path):
     path = tmp_path / "results" / "ml1m.json"
-    upsert_result(path, _row("MF", 0.61))
-    upsert_result(path, _row("DIN", 0.7))
-    upsert_result(path, _row("MF", 0.65))
+    upsert_result(path, _row("CCF-LLM", 0.61, experiment="ccf-llm"))
+    upsert_result(path, _row("CCF-LLM", 0.70, fusion="add"))  # no experiment: family, protocol and settings
+    upsert_result(path, _row("CCF-LLM", 0.65, experiment="ccf-llm", fusion="concat"))  # same experiment
+    upsert_result(path, _row("CCF-LLM", 0.72, fusion="add"))
     content = json.loads(path.read_text())
-    assert content["dataset"] == "ml-1m" and content["protocol"] == "collm"
-    assert [row["method"] for row in content["rows"]] == ["MF", "DIN"]
+    assert set(content) == {"dataset", "rows"} and content["dataset"] == "ml-1m"
+    kept = [(row["experiment"], row["test"]["auc"]) for row in content["rows"]]
+    assert kept == [("ccf-llm", 0.65), (None, 0.72)]
+    assert list(content["rows"][0])[:4] == ["method", "experiment", "protocol", "train_rows"]
     assert content["rows"][0]["test"] == {"auc": 0.65, "uauc": 0.6, "auc_warm": 0.7, "auc_cold": None}
     assert content["rows"][0]["valid"] == {"auc": 0.65, "uauc": 0.6}
     assert [p.name for p in path.parent.iterdir()] == ["ml1m.json"]  # no temporary file left
-    with pytest.raises(ValueError, match="misses"):
-        upsert_result(path, {"method": "MF"})
+    upsert_result(path, _published("CoLLM", 0.7295, name="CoLLM-MF"))
+    upsert_result(path, _published("CoLLM", 0.7243, name="CoLLM-DIN"))  # other settings: a row of its own
+    assert len(json.loads(path.read_text())["rows"]) == 4
+    with pytest.raises(ValueError, match=r"'MF' misses \['experiment', 'train_rows', 'test_rows'"):
+        upsert_result(path, {"method": "MF", "protocol": "full"})
+    with pytest.raises(ValueError, match=r"'MF' misses \['experiment'"):
+        upsert_result(path, {key: value for key, value in _row("MF", 0.6).items() if key != "experiment"})
+    with pytest.raises(ValueError, match="protocol 'collm', expected one of"):
+        upsert_result(path, _row("MF", 0.6) | {"protocol": "collm"})
+    with pytest.raises(ValueError, match="test_rows must be a row count, got '7331'"):
+        upsert_result(path, _row("MF", 0.6) | {"test_rows": "7331"})
+    with pytest.raises(ValueError, match="source"):
+        upsert_result(path, {key: value for key, value in _published("MF", 0.6).items() if key != "source"})
     with pytest.raises(ValueError, match="dataset"):
         upsert_result(path, _row("MF", 0.6), dataset="amazon-book")
 
 
-def test_results_table_escapes_method_names(tmp_path):
-    """A method named after the <item> token must show it, not hide it as an unknown HTML tag."""
+def test_results_table_puts_each_familys_best_whole_split_row_beside_the_papers(tmp_path):
+    """One line per family: the best row scored on the whole test split (a better one on a sample does not
+    count), the family's published number beside it, a second published row of the family on its own line."""
     path = tmp_path / "ml1m.json"
-    upsert_result(path, _row("CCF-LLM (no history <item> tokens) | x", 0.6))
-    line = results_table(path).splitlines()[2]
-    assert line.startswith(
-        "| CCF-LLM (no history &lt;item&gt; tokens) \\| x | ours | – | 10 | cpu | 0.6000 |"
-    )
+    upsert_result(path, _row("CCF-LLM", 0.71, experiment="ccf-llm"))
+    upsert_result(path, _row("CCF-LLM", 0.73, experiment="ccf-llm-year-tables"))
+    upsert_result(path, _row("CCF-LLM", 0.80, experiment="sample", test_rows=2000))
+    upsert_result(path, _row("MF <item> | x", 0.6) | {"protocol": "full"})
+    upsert_result(path, _published("CoLLM", 0.7295, name="CoLLM-MF"))
+    upsert_result(path, _published("CoLLM", 0.7243, name="CoLLM-DIN"))
+    upsert_result(path, _published("MF <item> | x", 0.6482))
+    upsert_result(path, _published("CCF-LLM", 0.75))
+    lines = results_table(path).splitlines()
+    assert lines[0].startswith("Ours: each method's best row in `results/ml1m.json`, every one scored on")
+    assert "MF <item> | x trained on all train rows; CCF-LLM trained under the CPU protocol" in lines[0]
+    assert "their LLM rows use Vicuna-7B" in lines[0]
+    assert lines[4:] == [  # the README's family order; a family it does not know comes last
+        "| CoLLM | – | – | – | – | – | – | 0.7295 (CoLLM-MF) | 0.6000 |",
+        "| CoLLM-DIN | – | – | – | – | – | – | 0.7243 | 0.6000 |",
+        "| CCF-LLM | `ccf-llm-year-tables` | 10 | 0.7300 | 0.6000 | 0.7000 | – | 0.7500 | 0.6000 |",
+        "| MF &lt;item&gt; \\| x | – | 10 | 0.6000 | 0.6000 | 0.7000 | – | 0.6482 | 0.6000 |",
+    ]
 
 
 def _scored_rows(n: int = 600, seed: int = 0):
@@ -190,11 +224,16 @@ def test_auc_interval_rejects_bad_input(labels, scores, baseline, message):
 
 
 def test_readme_numbers_are_rendered_from_the_committed_results():
-    """Every measured table in README.md and results/README.md is what ``scripts/update_readme.py`` renders
-    from the result files, and the README keeps its results and benchmark tables."""
+    """Every measured table in README.md and docs/experiments.md is what ``scripts/update_readme.py`` renders
+    from the result files; the README keeps its results table short, and every committed row of ours was scored
+    on the whole test split."""
     root = Path(__file__).resolve().parents[1]
     for name in RENDERED_DOCUMENTS:
         text = (root / name).read_text()
         assert render_readme(text, root) == text, f"{name} is stale: run python scripts/update_readme.py"
     readme = (root / "README.md").read_text()
-    assert "<!-- results:ml1m -->" in readme and "<!-- benchmarks -->" in readme
+    assert "<!-- benchmarks -->" in readme
+    table = readme.split("<!-- results:ml1m -->")[1].split("<!-- /results:ml1m -->")[0]
+    assert len([line for line in table.splitlines() if line.startswith("| ")]) - 2 <= 15  # header and rule
+    rows = json.loads((root / "results" / "ml1m.json").read_text())["rows"]
+    assert {row["test_rows"] for row in rows} == {7331}, "a row scored on a test sample belongs in docs/"

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from transformers import AutoProcessor, pipeline
 
 import modeling_ccf
-import pipeline_ccf
 from ccf_llm.testing import make_tiny
 from modeling_ccf import CCFLLMForCTR
 from pipeline_ccf import INPUT_FORMAT, CCFLLMPipeline, TitleResolver, parse_widget_text
@@ -161,7 +166,8 @@ def test_any_iterable_of_requests_scores_like_a_list(pipe: CCFLLMPipeline, batch
     "inputs",
     [
         3,
-        {"history": [1]},
+        {"exclude": [1]},  # without candidates it recommends, but for no user and no history
+        {"candidate": 1, "exclude": [2]},
         {"candidate": 1, "candidates": [2]},
         {"candidate": 1, "rating": 5},
         {"candidate": True},
@@ -169,7 +175,7 @@ def test_any_iterable_of_requests_scores_like_a_list(pipe: CCFLLMPipeline, batch
         {"candidates": []},
         {"candidate": " "},
         {"user_id": "12", "candidate": 1},
-        "history: Heat",
+        "exclude: Heat",
     ],
 )
 def test_bad_inputs_raise_value_error_with_format(pipe: CCFLLMPipeline, inputs) -> None:
@@ -262,29 +268,129 @@ def test_a_bad_request_in_a_batched_list_stops_before_any_scoring(pipe: CCFLLMPi
 
     monkeypatch.setattr(pipe, "forward", must_not_run)
     with pytest.raises(ValueError, match="give exactly one of"):
-        pipe([{"candidate": 1}, {"history": [1]}], batch_size=2)
+        pipe([{"candidate": 1}, {"candidate": 1, "candidates": [2]}], batch_size=2)
 
 
-def test_processor_files_are_fetched_from_a_hub_repository(pipe: CCFLLMPipeline, monkeypatch) -> None:
+def test_a_pipeline_built_without_a_processor_reads_the_models_own(pipe: CCFLLMPipeline) -> None:
+    built = CCFLLMPipeline(model=pipe.model, device="cpu")
+    assert built.processor.settings() == pipe.processor.settings()
+    assert built.processor.catalog == pipe.processor.catalog
+    request = {"user_id": 2, "history": HISTORY, "candidates": [2, 4, 5]}
+    assert built(request) == pipe(request)
+
+
+def test_a_processor_that_is_not_the_ccf_one_is_refused(pipe: CCFLLMPipeline) -> None:
+    with pytest.raises(TypeError, match="not a CCFLLMProcessor"):
+        CCFLLMPipeline(model=pipe.model, processor=pipe.processor.tokenizer, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("name", "load"),
+    [
+        ("config.json", lambda folder: pipeline(model=folder, trust_remote_code=True)),
+        (
+            "processor_config.json",
+            lambda folder: AutoProcessor.from_pretrained(folder, trust_remote_code=True),
+        ),
+    ],
+)  # both fail before any remote code is run
+def test_a_damaged_file_of_the_folder_is_named(pipe: CCFLLMPipeline, tmp_path: Path, name: str, load) -> None:
+    folder = Path(shutil.copytree(pipe.model.name_or_path, tmp_path / "model"))
+    (folder / name).write_text((folder / name).read_text()[:80])  # cut short, as by a failed copy
+    with pytest.raises(OSError, match=rf"{folder / name}' is not a valid JSON file"):
+        load(str(folder))
+
+
+FRESH_SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, json, sys, warnings
+
+    class Block(importlib.abc.MetaPathFinder):  # the repository's own modules must not be needed
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {"ccf_llm", "configuration_ccf", "modeling_ccf", "processing_ccf", "pipeline_ccf"}:
+                raise ImportError(f"{name} is blocked")
+
+    sys.meta_path.insert(0, Block())
+    warnings.simplefilter("ignore")
+    import torch
+    from transformers import AutoModel, AutoProcessor, pipeline
+
+    rows, requests = json.loads(sys.argv[2]), json.loads(sys.argv[3])
+    outputs = {}
+    for source in (sys.argv[1], "org/ccf-llm"):  # the folder, and the same files as a cached Hub repository
+        processor = AutoProcessor.from_pretrained(source, trust_remote_code=True)
+        model = AutoModel.from_pretrained(source, trust_remote_code=True, dtype=torch.float32)
+        with torch.no_grad():
+            logits = model(**processor(*rows)).logits
+        ctr = pipeline(model=source, trust_remote_code=True, dtype=torch.float32)
+        outputs[source] = {
+            "processor": f"{type(processor).__module__}.{type(processor).__name__}",
+            "model_of_processor": torch.sigmoid(logits).tolist(),
+            "pipeline": [ctr(request, **parameters) for request, parameters in requests],
+        }
+    print(json.dumps(outputs))
+    """
+)
+
+
+def hub_cache(folder: Path, cache: Path, repo: str = "org/ccf-llm") -> None:
+    """``folder`` as the Hub cache holds a downloaded repository, so that offline loading by id finds it."""
+    root = cache / f"models--{repo.replace('/', '--')}"
+    commit = "0" * 40
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(commit)
+    shutil.copytree(folder, root / "snapshots" / commit)
+
+
+def test_the_folder_works_offline_in_a_fresh_interpreter(pipe: CCFLLMPipeline, tmp_path: Path) -> None:
+    """No repository module importable, offline: ``AutoProcessor`` gives the CCF processor, whose batch fed to
+    ``AutoModel`` scores as the pipeline does; ``pipeline(model=...)`` finds its task and answers a dict, a list,
+    the widget's text and a ranking as in-process; a Hub id (from the cache) works as the folder does."""
     folder = Path(pipe.model.name_or_path)
-    fetched = []
-
-    def cached_file(repo: str, name: str, revision: str | None = None, **options) -> str | None:
-        assert (repo, revision) == ("org/ccf-llm", "abc123")
-        fetched.append(name)
-        if (folder / name).is_file():
-            return str(folder / name)
-        if options.get("_raise_exceptions_for_missing_entries", True):
-            raise OSError(f"{name} not in the repository")
-        return None
-
-    monkeypatch.setattr(pipeline_ccf, "cached_file", cached_file)
-    hub_model = SimpleNamespace(name_or_path="org/ccf-llm", config=SimpleNamespace(_commit_hash="abc123"))
-    processor = pipeline_ccf.load_processor(hub_model)
-    assert processor.catalog == pipe.processor.catalog
-    assert {"ccf_processor.json", "item_catalog.json", "tokenizer.json", "tokenizer_config.json"} <= set(
-        fetched
+    rows = [
+        [[1, 3], [], ["Fargo (1996)"]],
+        [4, "Casablanca (1942)", 2],
+        [2, 0, 3],
+    ]  # histories, candidates, users
+    singles = [{"user_id": u, "history": h, "candidate": c} for h, c, u in zip(*rows, strict=True)]
+    requests = [
+        *[(request, {}) for request in singles],
+        (singles, {}),
+        ("user: 2 | history: toy story; Fargo (1996) | candidate: the matrix", {}),
+        ("history: Toy Story (1995) | candidates: Heat; Babe; Alien", {"top_k": 2}),
+        ({"user_id": 3, "history": [1, 3], "candidates": [2, 4, 5, 6]}, {}),
+    ]
+    hub_cache(folder, tmp_path / "hub")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"),
+           "HF_MODULES_CACHE": str(tmp_path / "modules"), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", FRESH_SCRIPT, str(folder), json.dumps(rows), json.dumps(requests)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
+    assert done.returncode == 0, done.stderr[-3000:]
+    fresh = json.loads(done.stdout.strip().splitlines()[-1])
+    for source, outputs in fresh.items():
+        assert outputs["processor"].startswith("transformers_modules."), source
+        assert outputs["processor"].endswith(".processing_ccf.CCFLLMProcessor"), source
+        pipeline_yes = [yes(result) for result in outputs["pipeline"][: len(singles)]]
+        assert outputs["model_of_processor"] == pytest.approx(pipeline_yes, abs=1e-5), source
+        for (request, parameters), output in zip(requests, outputs["pipeline"], strict=True):
+            rows_fresh, scores_fresh = rows_and_scores(output)
+            rows_here, scores_here = rows_and_scores(pipe(request, **parameters))
+            assert rows_fresh == rows_here, (source, request)
+            assert scores_fresh == pytest.approx(scores_here, abs=1e-5), (source, request)
+
+
+def rows_and_scores(output: list) -> tuple[list[dict], list[float]]:
+    """Rows without their scores, and the scores: of one result or of a list of results alike."""
+    rows = [row for result in output for row in result] if isinstance(output[0], list) else output
+    return [{key: value for key, value in row.items() if key != "score"} for row in rows], [
+        row["score"] for row in rows
+    ]
 
 
 @pytest.mark.parametrize("native", [False, True])
@@ -293,7 +399,7 @@ def test_bf16_weights_run_in_float32_on_a_cpu_without_native_bf16(
 ) -> None:
     """Published folders hold bf16 weights: where the CPU would emulate bf16 the pipeline converts them to float32
     and says so, with the same scores as the float32 model; where bf16 is native they stay bf16."""
-    monkeypatch.setattr(pipeline_ccf, "native_bf16", lambda: native)
+    monkeypatch.setattr(modeling_ccf, "native_bf16", lambda: native)  # the policy use_bf16 reads
     model = CCFLLMForCTR.from_pretrained(pipe.model.name_or_path, dtype=torch.bfloat16)
     request = {"user_id": 1, "history": HISTORY, "candidate": 2}
     with warnings.catch_warnings(record=True) as caught:

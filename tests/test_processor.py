@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import PreTrainedTokenizerFast
 
 from ccf_llm.testing.make_tiny import PROMPT_TEXT, TINY_CATALOG, tiny_tokenizer
-from processing_ccf import CATALOG_FILE, PROCESSOR_FILE, CCFLLMProcessor
+from processing_ccf import LEGACY_FILES, PROCESSOR_FILE, CCFLLMProcessor
 
 UNKNOWN_TITLE = "A Film Not In The Catalog (2001)"
 
@@ -291,13 +292,7 @@ def test_encode_ranking_shares_the_history_that_fits_the_longest_candidate(
 def test_save_load_round_trip(processor: CCFLLMProcessor, tmp_path: Path) -> None:
     custom = processor.with_settings(max_history=4, item_noun="film", padding_side="right")
     custom.save_pretrained(tmp_path)
-    for name in (
-        PROCESSOR_FILE,
-        CATALOG_FILE,
-        "processing_ccf.py",
-        "tokenizer.json",
-        "tokenizer_config.json",
-    ):
+    for name in (PROCESSOR_FILE, "processing_ccf.py", "tokenizer.json", "tokenizer_config.json"):
         assert (tmp_path / name).is_file(), name
     loaded = CCFLLMProcessor.from_pretrained(tmp_path)
     assert loaded.settings() == custom.settings()
@@ -314,6 +309,74 @@ def test_save_load_round_trip(processor: CCFLLMProcessor, tmp_path: Path) -> Non
     assert CCFLLMProcessor.from_pretrained(tmp_path, max_history=1).max_history == 1
 
 
+def test_saved_with_the_standard_processor_files(processor: CCFLLMProcessor, tmp_path: Path) -> None:
+    """``ProcessorMixin`` files: settings and catalog in processor_config.json with the ``AutoProcessor`` entry,
+    the tokenizer naming its processor; every setting a plain JSON value."""
+    processor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / PROCESSOR_FILE).read_text())
+    assert saved["auto_map"] == {"AutoProcessor": "processing_ccf.CCFLLMProcessor"}
+    assert saved["processor_class"] == "CCFLLMProcessor"
+    assert saved["catalog"] == {str(item): title for item, title in TINY_CATALOG.items()}
+    assert {key: saved[key] for key in processor.settings()} == processor.settings()
+    tokenizer = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert tokenizer["processor_class"] == "CCFLLMProcessor"
+    assert "auto_map" not in processor.tokenizer.init_kwargs  # saving leaves the shared tokenizer as it was
+
+
+def save_legacy(processor: CCFLLMProcessor, folder: Path) -> None:
+    """A folder in the layout saved before the processor was a ``ProcessorMixin``: one file per part."""
+    processor.tokenizer.save_pretrained(folder)
+    settings = {"processor_class": "CCFLLMProcessor", **processor.settings()}
+    (folder / LEGACY_FILES["settings"]).write_text(json.dumps(settings))
+    (folder / LEGACY_FILES["catalog"]).write_text(
+        json.dumps({str(k): v for k, v in processor.catalog.items()})
+    )
+
+
+def test_folders_of_the_older_layout_still_load(processor: CCFLLMProcessor, tmp_path: Path) -> None:
+    custom = processor.with_settings(max_history=3, history_item_tokens=False)
+    save_legacy(custom, tmp_path)
+    (tmp_path / LEGACY_FILES["attributes"]).write_text(json.dumps({"1": "animation"}))
+    loaded = CCFLLMProcessor.from_pretrained(tmp_path)
+    assert loaded.settings() == custom.settings()
+    assert loaded.catalog == custom.catalog and loaded.attributes == {1: "animation"}
+    assert loaded.encode([1, 2, 3, 5], 4, 2) == custom.encode([1, 2, 3, 5], 4, 2)
+
+
 def test_from_pretrained_needs_a_model_folder(tmp_path: Path) -> None:
+    tiny_tokenizer().save_pretrained(tmp_path)
     with pytest.raises(FileNotFoundError, match=PROCESSOR_FILE):
         CCFLLMProcessor.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda saved: {**saved, "catalog": {"one": "Toy Story (1995)"}}, "'catalog' must map integer ids to texts"),
+        (lambda saved: {**saved, "catalog": ["Toy Story (1995)"]}, "'catalog' must map ids to texts, got list"),
+        (lambda saved: {**saved, "profiles": {"1": 25}}, "'profiles' must map integer ids to texts"),
+        (lambda saved: {**saved, "max_history": "5"}, "'max_history' must be a non-negative integer, got '5'"),
+        (lambda saved: {**saved, "hybrid": "yes"}, "'hybrid' must be a bool"),
+    ],
+)  # fmt: skip
+def test_a_damaged_processor_file_is_named_with_its_fault(
+    processor: CCFLLMProcessor, tmp_path: Path, change: Callable[[dict], dict], message: str
+) -> None:
+    processor.save_pretrained(tmp_path)
+    path = tmp_path / PROCESSOR_FILE
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    with pytest.raises(ValueError, match=rf"{path}: {message}"):
+        CCFLLMProcessor.from_pretrained(tmp_path)
+
+
+def test_a_file_that_is_not_json_is_named(processor: CCFLLMProcessor, tmp_path: Path) -> None:
+    processor.save_pretrained(tmp_path / "new")
+    path = tmp_path / "new" / PROCESSOR_FILE
+    path.write_text(path.read_text()[:50])
+    with pytest.raises(OSError, match=rf"{path}' is not a valid JSON file"):
+        CCFLLMProcessor.from_pretrained(tmp_path / "new")
+    save_legacy(processor, tmp_path / "old")
+    catalog = tmp_path / "old" / LEGACY_FILES["catalog"]
+    catalog.write_text('{"1": "Toy Sto')
+    with pytest.raises(ValueError, match=rf"{catalog}: not valid JSON \(Unterminated string"):
+        CCFLLMProcessor.from_pretrained(tmp_path / "old")

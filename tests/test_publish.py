@@ -9,22 +9,36 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from safetensors import safe_open
 
+from ccf_llm.build import build_model, load_backbone
+from ccf_llm.cf import save_cf_tables, train_cf
 from ccf_llm.evaluation import upsert_result
+from ccf_llm.evaluation.compare import write_scores
+from ccf_llm.main_job import score_cf_baseline
+from ccf_llm.metrics import ctr_metrics
 from ccf_llm.publishing import HubAccessError, find_measured_row, model_card, publish, write_model_folder
 from ccf_llm.publishing import hub as hub_module
-from ccf_llm.testing import make_tiny
+from ccf_llm.publishing.folder import BASELINE_DIR, CODE_FILES, DATA_FILES, local_roots
+from ccf_llm.testing import TINY_CATALOG, make_tiny, tiny_backbone, tiny_tokenizer
+from ccf_llm.testing.tiny_run import tiny_ctr_data
+from ccf_llm.training import ExperimentConfig
+from ccf_llm.training.run import subsample
 from configuration_ccf import CCFLLMConfig
 from modeling_ccf import CCFLLMForCTR, native_bf16
 from pipeline_ccf import CCFLLMPipeline, parse_widget_text
-from processing_ccf import CCFLLMProcessor
+from processing_ccf import PROCESSOR_FILE, CCFLLMProcessor
 
 ROW = {
     "method": "CCF-LLM (tiny)",
+    "experiment": None,
+    "protocol": "full",
+    "test_rows": 40,
+    "settings": {"fusion": "gate", "cf": "mf"},
     "backbone": "SmolLM2-135M-Instruct",
     "fusion": "gate",
     "cf": "mf",
@@ -35,17 +49,25 @@ ROW = {
     "valid": {"auc": 0.6123, "uauc": 0.5511},
     "test": {"auc": 0.6234, "uauc": 0.5812, "auc_warm": 0.6401, "auc_cold": None},
 }
+CF_ROW = {**ROW, "method": "MF", "train_rows": 96, "settings": {"cf": "mf"}, "backbone": None,
+          "valid": {"auc": 0.7001, "uauc": 0.6002}, "test": {"auc": 0.7103, "uauc": 0.6104, "auc_warm": 0.7205,
+                                                              "auc_cold": None}}  # fmt: skip
+COMPARISON = {"split": "test", "rows": 40, "minus_baseline": -0.0869, "low": -0.1502, "high": -0.0211,
+              "confidence": 0.95, "resample": "users", "llm_train_rows": 120}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, one_thread) -> Path:
-    """A finished tiny run (model folder + metrics.json) whose row is in its results file."""
+    """A finished tiny run (model folder + metrics.json) whose row is in its results file, with the main job's
+    CF baseline beside it."""
     run = tmp_path_factory.mktemp("run")
     make_tiny(run / "model")
     results = run / "results" / "ml1m.json"
     upsert_result(results, ROW)
     summary = {"row": ROW, "stages": {}, "config": {"data": "ml1m", "results": str(results)}}
     (run / "metrics.json").write_text(json.dumps(summary))
+    (run / BASELINE_DIR).mkdir()
+    (run / BASELINE_DIR / "metrics.json").write_text(json.dumps({"row": CF_ROW, "comparison": COMPARISON}))
     return run
 
 
@@ -69,8 +91,11 @@ def test_folder_holds_everything_the_hub_needs(published: Path) -> None:
         "handler.py",
     ):
         assert (published / name).is_file(), name
-    for name in ("tokenizer.json", "item_catalog.json", "ccf_processor.json", "README.md"):
+    for name in ("tokenizer.json", "tokenizer_config.json", PROCESSOR_FILE, "README.md"):
         assert (published / name).is_file(), name
+    processor = json.loads((published / PROCESSOR_FILE).read_text())
+    assert processor["auto_map"] == {"AutoProcessor": "processing_ccf.CCFLLMProcessor"}
+    assert processor["catalog"] == {str(item): title for item, title in TINY_CATALOG.items()}
     config = json.loads((published / "config.json").read_text())
     assert config["auto_map"] == {
         "AutoConfig": "configuration_ccf.CCFLLMConfig",
@@ -90,7 +115,7 @@ def test_card_front_matter_and_numbers_come_from_the_row(published: Path) -> Non
     assert meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert meta["datasets"] == ["ml-1m"]
     assert meta["metrics"] == ["auc"]
-    catalog = set(json.loads((published / "item_catalog.json").read_text()).values())
+    catalog = set(json.loads((published / PROCESSOR_FILE).read_text())["catalog"].values())
     for example in meta["widget"]:
         request = parse_widget_text(example["text"])
         titles = request["history"] + request.get("candidates", [request.get("candidate")])
@@ -103,7 +128,57 @@ def test_card_front_matter_and_numbers_come_from_the_row(published: Path) -> Non
     expected = {(split, key): value for split in ("valid", "test") for key, value in ROW[split].items()}
     assert measured == {key: value for key, value in expected.items() if value is not None}
     body = (published / "README.md").read_text().split("---\n", 2)[2]
-    assert "| test | 0.6234 | 0.5812 | 0.6401 | — |" in body
+    assert "| `published` | test | 0.6234 | 0.5812 | 0.6401 | — |" in body
+    assert 'AutoProcessor.from_pretrained("published", trust_remote_code=True)' in body
+
+
+def test_card_shows_the_cf_tables_alone_on_the_same_rows(published: Path) -> None:
+    """The main job's baseline: its row beside CCF-LLM's in the table, the paired difference and what it means;
+    the model-index keeps this model's numbers alone."""
+    body = (published / "README.md").read_text().split("---\n", 2)[2]
+    assert "| MF (CF tables alone) | test | 0.7103 | 0.6104 | 0.7205 | — |" in body
+    assert "| MF (CF tables alone) | valid | 0.7001 | 0.6002 | — | — |" in body
+    assert (
+        "CCF-LLM minus MF alone, test AUC on the same 40 rows: -0.0869 [-0.1502, -0.0211] (95% paired bootstrap "
+        "over users); the interval excludes 0: trained on 120 rows, the LLM does not yet add to the CF tables it "
+        "reads." in body
+    )
+    values = [metric["value"] for result in front_matter(published)["model-index"][0]["results"]
+              for metric in result["metrics"]]  # fmt: skip
+    assert 0.7103 not in values and 0.6234 in values
+
+
+def test_main_job_scores_the_cf_model_on_the_runs_rows(tmp_path: Path) -> None:
+    """``score_cf_baseline``: the CF export scored on the rows the run scored (same users, labels, order), its row
+    in the results layout and CCF-LLM minus it with a paired interval (here the "LLM" scores are the labels
+    plus noise, far better than a 2-epoch MF)."""
+    data = tiny_ctr_data({"train": 200, "valid": 48, "test": 300})
+    data.save(tmp_path / "data")
+    save_cf_tables(train_cf("mf", data, {"dim": 4, "max_epochs": 2}, progress=False), tmp_path / "cf")
+    config = ExperimentConfig(data=str(tmp_path / "data"), cf_dir=str(tmp_path / "cf"),
+                              output_dir=str(tmp_path / "run"), max_test_rows=256)  # fmt: skip
+    run = tmp_path / "run"
+    run.mkdir()
+    sampled = subsample(config, data)
+    noise = np.random.default_rng(0)
+    for split in ("valid", "test"):
+        rows = {column: np.asarray(sampled.splits[split][column]) for column in ("uid", "label", "not_cold")}
+        llm = rows["label"] + noise.uniform(0, 1.5, len(rows["label"]))
+        write_scores(run, split, rows, llm)
+    baseline = score_cf_baseline(config, run, {"train_rows": 200}, "python scripts/main.py")
+    assert baseline.row["method"] == "MF" and baseline.row["test_rows"] == 256
+    assert baseline.row["settings"]["cf"] == "cf" and baseline.row["command"] == "python scripts/main.py"
+    assert set(baseline.row["test"]) == {"auc", "uauc", "auc_warm", "auc_cold"}
+    assert baseline.comparison["rows"] == 256
+    assert (
+        0 < baseline.comparison["low"] <= baseline.comparison["minus_baseline"] <= baseline.comparison["high"]
+    )
+    llm_auc = ctr_metrics(rows["label"], llm, rows["uid"])["auc"]  # the test split's, written last
+    assert baseline.comparison["minus_baseline"] == pytest.approx(
+        llm_auc - baseline.row["test"]["auc"], abs=1e-4
+    )
+    saved = json.loads((run / BASELINE_DIR / "metrics.json").read_text())
+    assert saved == {"row": baseline.row, "comparison": baseline.comparison}
 
 
 def test_card_without_a_results_row_has_no_model_index(published: Path) -> None:
@@ -113,6 +188,56 @@ def test_card_without_a_results_row_has_no_model_index(published: Path) -> None:
     meta = yaml.safe_load(card.split("---\n")[1])
     assert "model-index" not in meta
     assert "No measured results row" in card
+
+
+def test_tiny_folder_holds_what_publish_writes(published: Path, tmp_path: Path) -> None:
+    """``make_tiny`` writes a folder by the function that writes published folders: the same files, the same
+    ``custom_pipelines`` and ``auto_map`` entries, a card with the widget examples."""
+    tiny = make_tiny(tmp_path / "tiny")
+    assert sorted(path.name for path in tiny.iterdir()) == sorted(path.name for path in published.iterdir())
+    assert set(CODE_FILES + DATA_FILES) <= {path.name for path in tiny.iterdir()}
+    for name in ("config.json", PROCESSOR_FILE):
+        tiny_json, published_json = (json.loads((folder / name).read_text()) for folder in (tiny, published))
+        for key in ("auto_map", "custom_pipelines"):
+            assert tiny_json.get(key) == published_json.get(key), (name, key)
+    assert "custom_pipelines" in json.loads((tiny / "config.json").read_text())
+    assert len(front_matter(tiny)["widget"]) == 2
+
+
+def json_strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [text for key, item in value.items() for text in (key, *json_strings(item))]
+    if isinstance(value, list):
+        return [text for item in value for text in json_strings(item)]
+    return [value] if isinstance(value, str) else []
+
+
+def assert_no_local_paths(folder: Path) -> None:
+    """No file names a path of this machine, and no JSON string is an absolute path that exists here."""
+    roots = local_roots(folder)
+    for path in folder.rglob("*"):
+        if path.is_file() and path.suffix != ".safetensors":
+            text = path.read_text()
+            assert not [root for root in roots if root in text], path
+            for value in json_strings(json.loads(text)) if path.suffix == ".json" else []:
+                assert not (len(value) > 1 and os.path.isabs(value) and os.path.exists(value)), (path, value)
+
+
+def test_no_file_of_a_published_or_tiny_folder_holds_a_local_path(published: Path, tmp_path: Path) -> None:
+    assert_no_local_paths(published)
+    assert_no_local_paths(make_tiny(tmp_path / "tiny"))
+
+
+def test_a_backbone_from_a_local_folder_is_recorded_by_name_not_path(tmp_path: Path) -> None:
+    """``text_config._name_or_path`` of a model built from a local folder is the folder's name, never its path."""
+    tiny_backbone(vocab_size=len(tiny_tokenizer())).save_pretrained(tmp_path / "SmolLM2-like")
+    tiny_tokenizer().save_pretrained(tmp_path / "SmolLM2-like")
+    backbone, tokenizer = load_backbone(tmp_path / "SmolLM2-like")
+    assert backbone.config.name_or_path == str(tmp_path / "SmolLM2-like")
+    model, _ = build_model(backbone, tokenizer, TINY_CATALOG, processor_kwargs={"max_length": 160})
+    model.save_pretrained(tmp_path / "model")
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert saved["text_config"]["_name_or_path"] == "SmolLM2-like"
 
 
 def test_row_from_another_run_is_refused(run_dir: Path) -> None:

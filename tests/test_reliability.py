@@ -439,8 +439,8 @@ def test_training_cli_reports_config_errors_without_a_traceback(
 # --- atomic writes ---------------------------------------------------------------------------------
 
 ROW = {
-    "method": "m", "backbone": "b", "fusion": "gate", "cf": "mf", "train_rows": 1, "device": "cpu",
-    "seconds": 1.0, "command": "c", "valid": {"auc": 0.5, "uauc": 0.5},
+    "method": "m", "experiment": "e", "protocol": "cpu", "train_rows": 1, "test_rows": 1, "settings": {},
+    "backbone": "b", "device": "cpu", "seconds": 1.0, "command": "c", "valid": {"auc": 0.5, "uauc": 0.5},
     "test": {"auc": 0.5, "uauc": 0.5, "auc_warm": 0.5, "auc_cold": 0.5},
 }  # fmt: skip
 
@@ -457,7 +457,7 @@ def test_a_failing_results_write_leaves_the_previous_file(tmp_path: Path, monkey
 
     monkeypatch.setattr(Path, "write_text", half_then_crash)
     with pytest.raises(OSError, match="disk full"):
-        upsert_result(target, {**ROW, "method": "other"})
+        upsert_result(target, {**ROW, "experiment": "other"})
     monkeypatch.undo()
     assert target.read_bytes() == before
     assert sorted(p.name for p in target.parent.iterdir() if not p.name.endswith(".lock")) == ["ml1m.json"]

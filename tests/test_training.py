@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import shutil
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -22,15 +18,18 @@ from safetensors.torch import save_file
 from transformers import TrainingArguments
 from transformers.testing_utils import CaptureLogger
 
+import modeling_ccf
 from ccf_llm.evaluation.compare import compare_runs, read_scores, run_name
+from ccf_llm.evaluation.rows import cpu_name
 from ccf_llm.main_job import run_main_job
 from ccf_llm.testing.make_tiny import tiny_model
 from ccf_llm.testing.tiny_run import tiny_ctr_data, tiny_run_settings, write_tiny_run_inputs
 from ccf_llm.training import ExperimentConfig, run_experiment
 from ccf_llm.training import run as run_module
-from ccf_llm.training.run import cpu_name, load_stage1_lora, subsample, uses_bf16
+from ccf_llm.training.run import load_stage1_lora, subsample
 from ccf_llm.training.trainer import TRAINABLE_FILE, CTRTrainer, evaluation_order, make_collator
-from modeling_ccf import native_bf16
+from modeling_ccf import native_bf16, use_bf16
+from processing_ccf import PROCESSOR_FILE
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +207,7 @@ def test_main_job_on_a_tiny_backbone(
     assert (folder / "README.md").is_file() and (folder / "handler.py").is_file()
     row = json.loads((tmp_path / "results.json").read_text())["rows"][0]
     assert row["train_rows"] == 64
-    assert json.loads((tmp_path / "quick" / "model" / "ccf_processor.json").read_text())["max_history"] == 5
+    assert json.loads((tmp_path / "quick" / "model" / PROCESSOR_FILE).read_text())["max_history"] == 5
 
 
 def test_evaluate_script_rescores_a_saved_model_as_its_run_did(
@@ -373,112 +372,22 @@ def test_init_from_loads_every_lora_weight_of_a_finished_run_or_says_why_not(tmp
         load_stage1_lora(wider, tmp_path)
 
 
-def test_gpu_results_script_runs_the_main_rows_on_a_tiny_backbone(
-    inputs: dict[str, Path], ml1m_dir: Path, tmp_path: Path
-) -> None:
-    """scripts/run_ml1m.sh, the full-data GPU run that a device session has minutes for, end to end on the real
-    split with a tiny backbone and 64 rows per split (its documented RUN_ARGS smoke test): MF tables trained,
-    TALLRec first, CCF-LLM and CoLLM from its LoRA in parallel, a row each and the summary table."""
-    repo = Path(__file__).resolve().parents[1]
-    # Run from a scratch folder: the script writes outputs/ where it runs.
-    for folder in ("scripts", "configs"):
-        (tmp_path / folder).symlink_to(repo / folder)
-    results = tmp_path / "results.json"
-    run_args = f"--set backbone={inputs['llm']} --results {results}" + "".join(
-        f" --set max_{split}_rows=64" for split in ("train", "valid", "test")
-    )
-    env = {**os.environ, "CCF_ML1M_DIR": str(ml1m_dir), "MAIN_ONLY": "1", "MAX_PARALLEL": "2"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # the script calls `python`
-    env |= {"ML1M_OUT": str(tmp_path / "ml1m"), "RUN_ARGS": run_args}
-    done = subprocess.run(
-        ["bash", "scripts/run_ml1m.sh"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = {row["method"]: row for row in json.loads(results.read_text())["rows"]}
-    assert set(rows) == {"TALLRec", "CCF-LLM", "CoLLM"}
-    assert all(row["train_rows"] == 64 for row in rows.values())
-    assert "--init-from" in rows["CCF-LLM"]["command"] and "--fusion cf_only" in rows["CoLLM"]["command"]
-    for name in ("tallrec", "ccf-llm", "collm"):
-        assert (tmp_path / "ml1m" / name / "test_scores.parquet").is_file(), name
-    assert (tmp_path / "outputs" / "cf" / "ml1m" / "mf_bias" / "cf_tables.safetensors").is_file()
-    summary = [line for line in done.stdout.splitlines() if " valid " in line and " test " in line]
-    assert sorted(line.split()[0] for line in summary) == ["CCF-LLM", "CoLLM", "TALLRec"], done.stdout[-2000:]
-
-
-def test_gpu_session_sends_back_what_the_device_tool_returns_and_fetch_restores_it(tmp_path: Path) -> None:
-    """The device tool returns at most 8 plain files from $OUT (16 MiB each, 64 MiB in all, no folders kept):
-    `gpu_session.sh collect` must fit a session's run files, logs, benchmark results and the main runs' weights
-    into that, and `fetch` must put each back where it was; weights too large to fit are dropped, nothing else."""
-    repo = Path(__file__).resolve().parents[1]
-    device, here, out = tmp_path / "device", tmp_path / "here", tmp_path / "out"
-    for root in (device, here):
-        (root / "results").mkdir(parents=True)
-        (root / "scripts").symlink_to(repo / "scripts")
-    out.mkdir()
-    kept: dict[str, bytes] = {}
-
-    def write(path: str, size: int, keep: bool) -> None:
-        (device / path).parent.mkdir(parents=True, exist_ok=True)
-        (device / path).write_bytes(data := os.urandom(size))  # incompressible, as trained weights nearly are
-        if keep:
-            kept[path] = data
-
-    def session(verb: str, cwd: Path) -> subprocess.CompletedProcess:
-        command = ["bash", "scripts/gpu_session.sh", verb, str(out)]
-        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        files = list(out.iterdir())
-        assert len(files) <= 8 and all(f.is_file() and re.fullmatch(r"[\w.-]+", f.name) for f in files)
-        sizes = [f.stat().st_size for f in files]
-        assert max(sizes) <= 16 * 2**20 and sum(sizes) <= 64 * 2**20
-        return done
-
-    write("benchmarks/results/earlier_cpu.json", 100, keep=False)  # committed before the session: not sent
-    os.utime(device / "benchmarks/results/earlier_cpu.json", (0, 0))
-    for name in ("gpu.txt", "run_ml1m.log", "run_gpu.log", "ml1m.json"):
-        (out / name).write_text(name)
-    for run in ("tallrec", "ccf-llm", "collm", "recent-rows", "add"):  # "add" is an ablation: no weights sent
-        for file in ("metrics.json", "gates.json", "test_scores.parquet", "stage2/trainer_state.json"):
-            write(f"outputs/ml1m/{run}/{file}", 50_000, keep=True)
-        write(f"outputs/ml1m/{run}.log", 1_000, keep=True)
-        write(f"outputs/ml1m/{run}/stage2/trainable.safetensors", 5_000_000, keep=run != "add")
-        write(f"outputs/ml1m/{run}/model/model.safetensors", 1_000, keep=False)  # the backbone's folder
-    write("benchmarks/results/train_throughput_smollm2_cuda.json", 100, keep=True)
-
-    session("collect", device)
-    assert len(list(out.glob("weights.tar.gz.part*"))) == 2  # 20 MB of weights in 15 MiB parts
-    for file in out.iterdir():
-        file.chmod(0o444)  # fetched files are read-only
-    session("fetch", here)
-    restored = {str(f.relative_to(here)) for f in here.rglob("*") if f.is_file() and "scripts" not in f.parts}
-    logs = {f"outputs/gpu-session/{name}" for name in ("gpu.txt", "run_ml1m.log", "run_gpu.log")}
-    assert restored == set(kept) | logs | {"results/ml1m.json"}
-    assert all((here / path).read_bytes() == data for path, data in kept.items())
-
-    for file in out.iterdir():
-        file.chmod(0o644)
-    for run in ("tallrec", "ccf-llm", "collm", "recent-rows"):  # 60 MB of weights: 4 parts, 9 files in all
-        write(f"outputs/ml1m/{run}/stage2/trainable.safetensors", 15_000_000, keep=True)
-    assert "weights archive is left out" in session("collect", device).stderr
-    assert not list(out.glob("weights*")) and list(out.glob("session.tar.gz.part0"))
-
-
 def test_bf16_on_a_cpu_that_emulates_it_is_kept_with_a_warning(monkeypatch) -> None:
     """``bf16: true`` stays on (it may be there to match bf16 rows) but warns where the CPU emulates bf16; unset,
     bf16 follows the machine, silently."""
-    monkeypatch.setattr(run_module, "native_bf16", lambda: False)
+    monkeypatch.setattr(modeling_ccf, "native_bf16", lambda: False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.warns(UserWarning, match="no native bf16"):
-        assert uses_bf16(ExperimentConfig(bf16=True)) is True
+        assert use_bf16(ExperimentConfig(bf16=True).bf16) is True
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert uses_bf16(ExperimentConfig(bf16=None)) is False
-        assert uses_bf16(ExperimentConfig(bf16=False)) is False
-    monkeypatch.setattr(run_module, "native_bf16", lambda: True)
+        assert use_bf16(ExperimentConfig(bf16=None).bf16) is False
+        assert use_bf16(ExperimentConfig(bf16=False).bf16) is False
+    monkeypatch.setattr(modeling_ccf, "native_bf16", lambda: True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert uses_bf16(ExperimentConfig(bf16=True)) is True
-        assert uses_bf16(ExperimentConfig(bf16=None)) is True
+        assert use_bf16(ExperimentConfig(bf16=True).bf16) is True
+        assert use_bf16(ExperimentConfig(bf16=None).bf16) is True
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,9 @@ Rules (CoLLM's ``dataset/amazon_book/processing_ood.ipynb``):
 
 1. Metadata (``meta_Books.json.gz``): rows whose title contains ``getTime`` are unformatted and dropped;
    a missing title becomes ``""``; duplicated ``asin`` keep the *last* row.
+   Item attributes (not CoLLM's) are the book's ``category`` list, HTML entities decoded, lower-case and
+   comma-separated, without the root category ``Books`` that every book shares:
+   ``["Books", "Literature &amp; Fiction"]`` -> ``"literature & fiction"``; no list, no attributes.
 2. Reviews (``Books_5.json.gz`` or ``Books.json.gz``; ``reviewerID``, ``asin``, ``overall``,
    ``unixReviewTime``) are right-joined onto the metadata: reviews of books without metadata are
    dropped, and rows are grouped by book in metadata order (reviews of one book in file order). That
@@ -23,6 +26,7 @@ Rules (CoLLM's ``dataset/amazon_book/processing_ood.ipynb``):
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import numpy as np
@@ -40,19 +44,39 @@ REVIEW_COLUMNS = (
 )
 
 
-def read_amazon_meta(meta_path: str | Path, *, progress: bool = False) -> pd.Series:
-    """Book titles by asin, cleaned as CoLLM does (``getTime`` rows dropped, last duplicate wins)."""
+META_EXPECTED = 'one JSON object per line with "asin" (and "title", "category": a list of strings)'
+
+
+def _category_text(value: object, path: Path, line: int) -> str:
+    """A ``category`` list as attribute text; ``""`` stands for an absent or null field."""
+    if isinstance(value, str) and not value:
+        return ""
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise DataError(
+            f"{path}, line {line}: field 'category' {shown} is not a list of strings; expected {META_EXPECTED}"
+        )
+    names = (html.unescape(name).strip().lower() for name in value)
+    return ", ".join(dict.fromkeys(name for name in names if name and name != "books"))
+
+
+def read_amazon_meta(meta_path: str | Path, *, progress: bool = False) -> pd.DataFrame:
+    """Book ``title`` and ``attributes`` by asin, cleaned as CoLLM does (``getTime`` rows dropped, last duplicate wins)."""
+    path = Path(meta_path)
     meta = read_json_lines(
-        Path(meta_path),
+        path,
         (Column("asin", "token", "asin"),),
-        {"title": ""},
-        expected='one JSON object per line with "asin" (and "title")',
+        {"title": "", "category": ""},
+        expected=META_EXPECTED,
         progress=progress,
     )
+    # rows are the file's lines in order (read_json_lines rejects blank lines), so row i is line i + 1
+    attributes = [_category_text(value, path, line) for line, value in enumerate(meta["category"], start=1)]
     titles = meta["title"].astype(str)
-    meta = meta[~titles.str.contains("getTime", regex=False)].assign(title=titles)
+    meta = meta.assign(title=titles, attributes=attributes)[~titles.str.contains("getTime", regex=False)]
     meta = meta.drop_duplicates(subset="asin", keep="last")
-    return pd.Series(meta["title"].to_numpy(), index=meta["asin"].to_numpy())
+    return meta.set_index("asin")[["title", "attributes"]]
 
 
 def _filter_active(reviews: pd.DataFrame, min_ratings: int, to_fixed_point: bool) -> tuple[pd.DataFrame, int]:
@@ -81,7 +105,8 @@ def process_amazon_book(
 ) -> CTRData:
     """Amazon 2018 Books reviews + metadata -> CoLLM's split (rules in the module docstring)."""
     reviews_path = Path(reviews_path)
-    titles = read_amazon_meta(meta_path, progress=progress)
+    meta = read_amazon_meta(meta_path, progress=progress)
+    titles = meta["title"]
     reviews = read_json_lines(
         reviews_path,
         REVIEW_COLUMNS,
@@ -124,6 +149,7 @@ def process_amazon_book(
         id_order="source",
         max_history=max_history,
         max_train_rows=max_train_rows,
+        attributes=meta["attributes"],
         info={
             "format": "amazon-2018-json",
             "reviews_read": n_read,

@@ -26,6 +26,12 @@ row for row against the released split in ``../shared/data/ml-1m`` (``tests/test
 7. ``not_cold`` = 1 on train rows; on valid/test rows 1 iff both the user and the movie occur in train.
 8. ``title`` = the ``movies.dat`` title as is (latin-1, e.g. ``"Shawshank Redemption, The (1994)"``).
 
+Item attributes (``CTRData.item_attributes``, not part of CoLLM's split) are the genres, lower-case and
+comma-separated: ``movies.dat``'s ``Animation|Children's|Comedy`` -> ``"animation, children's, comedy"``;
+ML-100K's 19 ``u.item`` genre flags (0/1), named by ``u.genre`` where present, else by the fixed ML-100K
+list; RecBole's space-separated ``genre`` (ML-1M) or ``class`` (ml-100k) ``token_seq``. The ``unknown``
+genre and an empty genre field give no attributes.
+
 ML-100K (``u.data`` tab-separated, ``u.item`` ``|``-separated, latin-1) follows the same rules; its
 titles already carry the year. RecBole atomic files (``<name>.inter``/``.item``/``.user``, UTF-8, typed
 headers) drop the year from ``movie_title``, so the title is rebuilt as ``"<movie_title> (<release_year>)"``
@@ -42,8 +48,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .attributes import genre_text
 from .protocol import MonthRange, assign_month_splits, build_ctr_data, month_slots
-from .readers import Column, read_atomic, read_delimited
+from .readers import Column, read_atomic, read_delimited, read_lines, split_fields, validate_columns
 from .schema import CTRData, DataError
 
 logger = logging.getLogger(__name__)
@@ -54,11 +61,18 @@ _RATING_COLUMNS = (
     Column("rating", "rating"),
     Column("timestamp", "timestamp"),
 )
+# The genre order of ML-100K's u.item flags, as u.genre lists it.
+ML100K_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+_FIRST_FLAG_FIELD = 6  # 1-based field of the first genre flag in u.item
 
 
 @dataclass
 class RawMovieLens:
-    """Ratings (``user, item, rating, timestamp`` in file order), titles by raw item id, optional users."""
+    """Ratings (``user, item, rating, timestamp`` in file order), titles and attribute text by raw item id,
+    optional users."""
 
     format: str
     name: str
@@ -66,6 +80,7 @@ class RawMovieLens:
     ratings: pd.DataFrame
     titles: pd.Series
     users: pd.DataFrame | None
+    attributes: pd.Series
 
 
 def _unique(frame: pd.DataFrame, column: str, path: Path, first_line: int, expected: str) -> pd.DataFrame:
@@ -104,7 +119,10 @@ _GROUPLENS_LAYOUTS = {
     "grouplens-dat": (
         _DelimitedFile("ratings.dat", "::", _RATING_COLUMNS, "UserID::MovieID::Rating::Timestamp"),
         _DelimitedFile(
-            "movies.dat", "::", (_MOVIE_ID, Column("title"), None), "MovieID::Title::Genres (latin-1)"
+            "movies.dat",
+            "::",
+            (_MOVIE_ID, Column("title"), Column("genres")),
+            "MovieID::Title::Genres (latin-1)",
         ),
         _DelimitedFile(
             "users.dat",
@@ -118,7 +136,14 @@ _GROUPLENS_LAYOUTS = {
         _DelimitedFile(
             "u.item",
             "|",
-            (_MOVIE_ID, Column("title"), *([None] * 22)),
+            (
+                _MOVIE_ID,
+                Column("title"),
+                None,
+                None,
+                None,
+                *(Column(f"genre{k}") for k in range(len(ML100K_GENRES))),
+            ),
             "movie id|movie title|release date|video release date|IMDb URL|19 genre flags (24 fields, latin-1)",
         ),
         _DelimitedFile(
@@ -131,14 +156,62 @@ _GROUPLENS_LAYOUTS = {
 }
 
 
+def _ml100k_genre_names(root: Path) -> tuple[str, ...]:
+    """The flag names from ``u.genre`` (``name|index`` lines, indices 0-18 in order), else the fixed list."""
+    path = root / "u.genre"
+    if not path.is_file():
+        return ML100K_GENRES
+    expected = (
+        f"{len(ML100K_GENRES)} lines genre|index, indices 0-{len(ML100K_GENRES) - 1} in order (latin-1)"
+    )
+    lines = read_lines(path, "latin-1", expected)
+    while len(lines) and not lines.iloc[-1].strip():  # GroupLens' file ends with a blank line
+        lines = lines.iloc[:-1]
+    if len(lines) != len(ML100K_GENRES):
+        raise DataError(f"{path}: {len(lines)} genre lines; expected {expected}")
+    columns = (Column("name"), Column("index", "id", "genre index"))
+    frame = split_fields(lines, "|", 2, path, 1, expected)
+    frame.columns = [column.name for column in columns]
+    frame = validate_columns(frame, columns, path, 1, expected)
+    wrong = np.flatnonzero(frame["index"].to_numpy() != np.arange(len(frame)))
+    if wrong.size:
+        line = int(wrong[0]) + 1
+        raise DataError(
+            f"{path}, line {line}: genre index {frame['index'].iloc[line - 1]} out of order; expected {expected}"
+        )
+    return tuple(frame["name"].str.strip())
+
+
+def _ml100k_genres(catalog: pd.DataFrame, names: tuple[str, ...], path: Path, expected: str) -> pd.Series:
+    """Attribute text per ``u.item`` row from its 0/1 genre flags; any other flag value is an error."""
+    flags = catalog[[f"genre{k}" for k in range(len(names))]].apply(lambda column: column.str.strip())
+    for k, name in enumerate(names):
+        bad = np.flatnonzero(~flags.iloc[:, k].isin(["0", "1"]).to_numpy())
+        if bad.size:
+            pos = int(bad[0])
+            raise DataError(
+                f"{path}, line {pos + 1}, field {_FIRST_FLAG_FIELD + k} ({name} genre flag): "
+                f"{flags.iloc[pos, k]!r} is not 0 or 1; expected {expected}"
+            )
+    on = flags.eq("1").to_numpy()
+    return pd.Series([genre_text("|".join(np.asarray(names)[row])) for row in on], index=catalog.index)
+
+
 def _read_grouplens(root: Path, fmt: str) -> RawMovieLens:
     ratings_file, catalog_file, users_file = _GROUPLENS_LAYOUTS[fmt]
     ratings = ratings_file.read(root)
-    titles = _titles(catalog_file.read(root), root / catalog_file.name, 1, catalog_file.expected)
+    catalog_path = root / catalog_file.name
+    catalog = catalog_file.read(root)
+    titles = _titles(catalog, catalog_path, 1, catalog_file.expected)
+    if fmt == "ml-100k":
+        genres = _ml100k_genres(catalog, _ml100k_genre_names(root), catalog_path, catalog_file.expected)
+    else:
+        genres = catalog["genres"].map(genre_text)
+    attributes = pd.Series(genres.to_numpy(), index=catalog["item"].to_numpy())
     users = None
     if (root / users_file.name).is_file():
         users = _unique(users_file.read(root), "user_id", root / users_file.name, 1, users_file.expected)
-    return RawMovieLens(fmt, root.name, root / ratings_file.name, ratings, titles, users)
+    return RawMovieLens(fmt, root.name, root / ratings_file.name, ratings, titles, users, attributes)
 
 
 def _as_int_if_numeric(*columns: pd.Series) -> list[pd.Series]:
@@ -163,7 +236,7 @@ def _read_recbole(inter_path: Path) -> RawMovieLens:
     items = read_atomic(
         item_path,
         (Column("item_id", "token", "item id"),),
-        (Column("movie_title"), Column("title"), Column("release_year")),
+        (Column("movie_title"), Column("title"), Column("release_year"), Column("genre"), Column("class")),
     )
     title_column = next((c for c in ("movie_title", "title") if c in items.columns), None)
     if title_column is None:
@@ -202,7 +275,10 @@ def _read_recbole(inter_path: Path) -> RawMovieLens:
     if users is not None:
         users = users.assign(user_id=converted[3])
     titles_by_id = _titles(catalog, item_path, 2, "a RecBole .item file with one row per item_id")
-    return RawMovieLens("recbole", name, inter_path, ratings, titles_by_id, users)
+    genre_column = next((c for c in ("genre", "class") if c in items.columns), None)  # ML-1M's, ml-100k's
+    genres = items[genre_column].map(lambda raw: genre_text(raw, " ")).to_numpy() if genre_column else ""
+    attributes = pd.Series(genres, index=converted[2].to_numpy(), dtype=object)
+    return RawMovieLens("recbole", name, inter_path, ratings, titles_by_id, users, attributes)
 
 
 def read_movielens(raw_dir: str | Path) -> RawMovieLens:
@@ -274,6 +350,7 @@ def process_movielens(
         max_history=max_history,
         max_train_rows=max_train_rows,
         users=raw.users,
+        attributes=raw.attributes,
         info={
             "format": raw.format,
             "first_month": first_month,

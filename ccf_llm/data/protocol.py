@@ -84,11 +84,13 @@ def build_ctr_data(
     max_history: int | None = None,
     max_train_rows: int | None = None,
     users: pd.DataFrame | None = None,
+    attributes: pd.Series | None = None,
     info: Mapping | None = None,
 ) -> CTRData:
     """Turn split-tagged ratings into :class:`CTRData` the way CoLLM's notebooks do.
 
-    ``titles`` maps raw item id -> title (its index must cover every rated item).
+    ``titles`` maps raw item id -> title (its index must cover every rated item); ``attributes`` maps raw
+    item id -> attribute text ("comedy, crime"), and items it lacks or gives ``""`` get no attributes.
 
     - label = rating >= ``label_threshold``;
     - rows are ordered by (raw user, timestamp), ties kept in source order (a stable sort);
@@ -146,7 +148,7 @@ def build_ctr_data(
     warm = rows["uid"].isin(set(train["uid"])) & rows["iid"].isin(set(train["iid"]))
     rows["not_cold"] = ((rows["split"] == "train") | warm).astype(np.int64)
 
-    if max_train_rows is not None:  # after the warm flags: they refer to the full train split (DESIGN.md)
+    if max_train_rows is not None:  # after the warm flags, set on the full train split (docs/design.md)
         recent = (
             train.assign(rank=source_rank[train.index])
             .sort_values(["timestamp", "rank"])
@@ -158,6 +160,14 @@ def build_ctr_data(
     items = dict(
         sorted(zip(item_ids.to_numpy().tolist(), titles.reindex(item_ids.index).astype(str), strict=True))
     )
+    item_attributes = {}
+    if attributes is not None:
+        texts = attributes.reindex(item_ids.index)
+        item_attributes = {
+            int(iid): str(text)
+            for iid, text in zip(item_ids.to_numpy().tolist(), texts, strict=True)
+            if isinstance(text, str) and text
+        }
     splits = DatasetDict({split: frame_to_dataset(rows[rows["split"] == split]) for split in SPLITS})
 
     user_table = None
@@ -180,4 +190,11 @@ def build_ctr_data(
         "n_items": int(iid_by_row.max()),
         **(info or {}),
     }
-    return CTRData(splits=splits, items=items, users=user_table, name=name, info=meta)
+    return CTRData(
+        splits=splits,
+        items=items,
+        users=user_table,
+        name=name,
+        info=meta,
+        item_attributes=dict(sorted(item_attributes.items())),
+    )

@@ -1,7 +1,8 @@
 """The one row format every data source produces, and its on-disk parquet layout.
 
 A split folder holds ``train/valid/test.parquet`` (columns :data:`ROW_COLUMNS`), ``items.parquet``
-(``iid``, ``title``) and optionally ``users.parquet`` (``uid`` plus whatever attributes are known).
+(``iid``, ``title``, optionally ``attributes`` text or pipe-separated ``genres``) and optionally
+``users.parquet`` (``uid`` plus whatever is known: ``gender``, ``age``, ``occupation``, ...).
 Ids follow CoLLM: ``0`` is padding, real ids start at 1, ``his`` starts with a padding ``0``.
 """
 
@@ -17,6 +18,7 @@ import pyarrow as pa
 from datasets import Dataset, DatasetDict
 
 from ..atomic import replaced_atomically
+from .attributes import genre_text, user_profiles
 
 ROW_COLUMNS = ("uid", "iid", "label", "timestamp", "his", "title", "not_cold")
 SPLITS = ("train", "valid", "test")
@@ -28,13 +30,19 @@ class DataError(ValueError):
 
 @dataclass
 class CTRData:
-    """A CTR data set: the three splits plus the item catalog (iid -> title) and, where known, users."""
+    """A CTR data set: the three splits, the item catalog (iid -> title), item attribute text (iid -> "comedy,
+    crime"; items without attributes have no entry) and, where known, users."""
 
     splits: DatasetDict
     items: dict[int, str]
     users: pd.DataFrame | None = None
     name: str = "ctr"
     info: dict = field(default_factory=dict)
+    item_attributes: dict[int, str] = field(default_factory=dict)
+
+    def user_profiles(self) -> dict[int, str]:
+        """uid -> profile sentence ("The user is a 25-34-year-old male programmer.") for users with one."""
+        return user_profiles(self.users)
 
     def summary(self) -> pd.DataFrame:
         """Rows, users, items and positive rate per split (what ``prepare_data.py`` prints)."""
@@ -61,7 +69,13 @@ class CTRData:
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         frames = {split: self.splits[split].to_pandas() for split in SPLITS}
-        frames["items"] = pd.DataFrame({"iid": list(self.items), "title": list(self.items.values())})
+        frames["items"] = pd.DataFrame(
+            {
+                "iid": list(self.items),
+                "title": list(self.items.values()),
+                "attributes": [self.item_attributes.get(iid, "") for iid in self.items],
+            }
+        )
         if self.users is not None:
             frames["users"] = self.users
         else:
@@ -118,8 +132,25 @@ def load_split(path: str | os.PathLike) -> CTRData:
     items = {
         int(iid): str(title) for iid, title in zip(items_frame["iid"], items_frame["title"], strict=True)
     }
-    users = pd.read_parquet(root / "users.parquet") if (root / "users.parquet").is_file() else None
-    return CTRData(splits=DatasetDict(splits), items=items, users=users, name=root.name)
+    users = None
+    if (root / "users.parquet").is_file():
+        users = _read_parquet(root / "users.parquet", ("uid",))
+    attributes = item_attribute_column(items_frame, root / "items.parquet")
+    return CTRData(
+        splits=DatasetDict(splits), items=items, users=users, name=root.name, item_attributes=attributes
+    )
+
+
+def item_attribute_column(items_frame: pd.DataFrame, path: Path) -> dict[int, str]:
+    """``attributes`` (text as written) or ``genres`` (pipe-separated) of items.parquet; neither: no attributes."""
+    column = next((name for name in ("attributes", "genres") if name in items_frame.columns), None)
+    if column is None:
+        return {}
+    values = items_frame[column]
+    bad = values.notna() & ~values.map(lambda value: isinstance(value, str))
+    _fail_at(path, items_frame, bad, column, "text (or null for an item without attributes)")
+    texts = values.map(genre_text) if column == "genres" else values.fillna("").str.strip()
+    return {int(iid): text for iid, text in zip(items_frame["iid"], texts, strict=True) if text}
 
 
 def _fail_at(path: Path, frame: pd.DataFrame, bad: pd.Series, column: str, expected: str) -> None:

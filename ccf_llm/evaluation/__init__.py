@@ -1,5 +1,5 @@
 """Evaluation helpers: the shared results file."""
 
-from .results import split_metrics, upsert_result
+from .results import row_key, split_metrics, upsert_result
 
-__all__ = ["split_metrics", "upsert_result"]
+__all__ = ["row_key", "split_metrics", "upsert_result"]

@@ -48,10 +48,12 @@ def read_scores(folder: str | os.PathLike, split: str = "test") -> pd.DataFrame:
 
 
 def run_name(folder: str | os.PathLike) -> str:
-    """The method name of the folder's results row, or the folder's name when it has none."""
+    """The experiment of the folder's results row (rows of one method differ by it), else its method, else the
+    folder's name."""
     metrics = Path(folder) / "metrics.json"
     if metrics.is_file():
-        return json.loads(metrics.read_text()).get("row", {}).get("method") or Path(folder).name
+        row = json.loads(metrics.read_text()).get("row", {})
+        return row.get("experiment") or row.get("method") or Path(folder).name
     return Path(folder).name
 
 

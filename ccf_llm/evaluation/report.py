@@ -1,4 +1,5 @@
-"""The results tables of README.md and results/README.md, rendered from ``results/*.json`` beside the published numbers."""
+"""The measured tables of README.md and docs/experiments.md, rendered from ``results/*.json`` and
+``benchmarks/results/*.json``."""
 
 from __future__ import annotations
 
@@ -6,17 +7,18 @@ import json
 import re
 from pathlib import Path
 
-# Test AUC / UAUC on the CoLLM ML-1M split as published (CoLLM, arXiv 2310.19488; BinLLM); LLM rows use Vicuna-7B.
-PUBLISHED_ML1M = {
-    "MF": (0.6482, 0.6361),
-    "LightGCN": (0.5959, 0.6499),
-    "SASRec": (0.7078, 0.6884),
-    "DIN": (0.7166, 0.6459),
-    "ICL (zero-shot)": (0.5320, 0.5268),
-    "TALLRec": (0.7097, 0.6818),
-    "CoLLM-MF": (0.7295, 0.6875),
-    "CoLLM-DIN": (0.7243, 0.6897),
-    "BinLLM": (0.7425, 0.6956),
+# The README's order of method families (baselines, then the LLM methods); a family not listed comes last.
+FAMILY_ORDER = (
+    "MF", "MF-bias", "Biases", "LightGCN", "SASRec", "DIN", "Content GBDT", "ICL", "TALLRec", "CoLLM", "BinLLM",
+    "CCF-LLM",
+)  # fmt: skip
+PROTOCOL_TEXT = {
+    "full": "trained on all train rows",
+    "cpu": (
+        "trained under the CPU protocol (SmolLM2-135M-Instruct, one epoch per stage on the most recent train "
+        "rows: `train rows` in the last stage, 1,024 in stage 1 unless the row's settings say otherwise; "
+        "checkpoints picked on a 512-row valid sample; [docs/reproduce.md](docs/reproduce.md))"
+    ),
 }
 
 
@@ -38,30 +40,75 @@ def _method(name: str) -> str:
     return _pipes(name).replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _family_rank(method: str) -> tuple[int, str]:
+    return (FAMILY_ORDER.index(method) if method in FAMILY_ORDER else len(FAMILY_ORDER), method)
+
+
+def best_rows(rows: list[dict]) -> dict[str, dict]:
+    """Each family's measured row with the highest test AUC among those scored on the whole test split (the
+    largest ``test_rows`` of the file, which the published rows share)."""
+    whole = max(row["test_rows"] for row in rows)
+    best: dict[str, dict] = {}
+    for row in rows:
+        if row["protocol"] == "published" or row["test_rows"] != whole or row["test"]["auc"] is None:
+            continue
+        if row["method"] not in best or row["test"]["auc"] > best[row["method"]]["test"]["auc"]:
+            best[row["method"]] = row
+    return best
+
+
+def _line(name: str, mine: dict | None, paper: dict | None) -> str:
+    cells = [_method(name)]
+    if mine:
+        cells += [f"`{mine['experiment']}`" if mine["experiment"] else "–", f"{mine['train_rows']:,}"]
+        cells += [_cell(mine["test"][key]) for key in ("auc", "uauc", "auc_warm", "auc_cold")]
+    else:
+        cells += ["–"] * 6
+    if paper:
+        label = f" ({paper['name']})" if paper.get("name", name) != name else ""
+        cells += [f"{paper['test']['auc']:.4f}{label}", _cell(paper["test"]["uauc"])]
+    else:
+        cells += ["–", "–"]
+    return "| " + " | ".join(cells) + " |"
+
+
 def results_table(results_file: str | Path) -> str:
-    """Markdown: our measured rows (with device and train rows), then the published rows, each labelled."""
-    content = json.loads(Path(results_file).read_text())
-    lines = [
-        "| method | source | backbone | train rows | device | valid AUC | test AUC | test UAUC | warm AUC | cold AUC |",
-        "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for row in content["rows"]:
-        test, valid = row["test"], row["valid"]
-        lines.append(
-            f"| {_method(row['method'])} | ours | {row['backbone'] or '–'} | {row['train_rows']:,} | {row['device']} | "
-            f"{_cell(valid['auc'])} | {_cell(test['auc'])} | {_cell(test['uauc'])} | "
-            f"{_cell(test['auc_warm'])} | {_cell(test['auc_cold'])} |"
+    """Markdown: a sentence saying how the rows were measured, then one line per method family with our best
+    whole-split row beside the family's published number; further published rows of a family (CoLLM-DIN
+    beside CoLLM-MF) get lines of their own."""
+    path = Path(results_file)
+    rows = json.loads(path.read_text())["rows"]
+    ours = best_rows(rows)
+    published: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["protocol"] == "published":
+            published.setdefault(row["method"], []).append(row)
+    lines = []
+    for family in sorted(set(ours) | set(published), key=_family_rank):
+        papers = published.get(family, [])
+        lines.append(_line(family, ours.get(family), papers[0] if papers else None))
+        lines += [_line(paper.get("name", family), None, paper) for paper in papers[1:]]
+
+    by_protocol: dict[str, list[str]] = {}
+    for row in ours.values():
+        by_protocol.setdefault(row["protocol"], []).append(row["method"])
+    how = "; ".join(
+        f"{', '.join(sorted(families, key=_family_rank))} {PROTOCOL_TEXT.get(protocol, protocol)}"
+        for protocol, families in sorted(
+            by_protocol.items(), key=lambda item: list(PROTOCOL_TEXT).index(item[0])
         )
-    for method, (auc, uauc) in PUBLISHED_ML1M.items():
-        backbone = (
-            "Vicuna-7B"
-            if method in ("ICL (zero-shot)", "TALLRec", "CoLLM-MF", "CoLLM-DIN", "BinLLM")
-            else "–"
-        )
-        lines.append(
-            f"| {method} | published | {backbone} | 33,891 | – | – | {auc:.4f} | {uauc:.4f} | – | – |"
-        )
-    return "\n".join(lines)
+    )
+    backbones = sorted(
+        {row["backbone"] for papers in published.values() for row in papers if row["backbone"]}
+    )
+    whole = max(row["test_rows"] for row in rows)
+    header = (
+        f"Ours: each method's best row in `results/{path.name}`, every one scored on the whole test split "
+        f"({whole:,} rows): {how}. Published: the papers' numbers on the same split"
+        + (f" (their LLM rows use {', '.join(backbones)})." if backbones else ".")
+    )
+    columns = "| method | experiment | train rows | test AUC | test UAUC | warm AUC | cold AUC | published AUC | published UAUC |"
+    return "\n".join([header, "", columns, "| --- | --- |" + " ---: |" * 7, *lines])
 
 
 def replace_section(text: str, name: str, body: str) -> str:
@@ -121,8 +168,8 @@ def intervals_table(intervals_file: str | Path) -> str:
     return "\n".join(lines)
 
 
-# The documents with measured sections, relative to the repository root: the README and the results' detail.
-RENDERED_DOCUMENTS = ("README.md", "results/README.md")
+# The documents with measured sections, relative to the repository root: the README and the findings.
+RENDERED_DOCUMENTS = ("README.md", "docs/experiments.md")
 
 
 def render_readme(text: str, root: str | Path) -> str:

@@ -2,7 +2,8 @@
 
 Every number on the card comes from the measured row of ``results/<dataset>.json`` for this method,
 and that row must be the one this run wrote (it equals the run's ``metrics.json`` row); without such a
-row the card has no ``model-index`` and says so.
+row the card has no ``model-index`` and says so. Beside it, where the run has one, the card shows the
+run's CF model scored alone on the same rows, and the paired difference between the two.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ VARIANTS = {
     "text_only": "TALLRec-style (titles only, no placeholders)",
 }
 METRIC_NAMES = {"auc": "AUC", "uauc": "UAUC", "auc_warm": "AUC (warm rows)", "auc_cold": "AUC (cold rows)"}
+
+
+@dataclass
+class Baseline:
+    """The CF model of a run scored alone on the run's rows, and CCF-LLM minus it (paired bootstrap)."""
+
+    row: dict[str, Any]
+    comparison: dict[str, Any]
 
 
 @dataclass
@@ -90,6 +99,24 @@ def find_measured_row(run_row: dict, files: list[Path]) -> MeasuredRow | None:
     return None
 
 
+def read_baseline(folder: Path) -> Baseline | None:
+    """``<folder>/metrics.json`` as the main job writes it (``row`` and ``comparison``); ``None`` without one."""
+    path = folder / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        content = json.loads(path.read_text())
+        return Baseline(content["row"], content["comparison"])
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a CF baseline file with 'row' and 'comparison' ({err})") from err
+
+
+def hub_base_model(config: PretrainedConfig) -> str | None:
+    """The backbone's Hub id as the model's config records it (``build_model`` keeps no local paths there)."""
+    name = getattr(config.text_config, "_name_or_path", "") or ""
+    return name if name.count("/") == 1 and not Path(name).exists() else None
+
+
 def model_index(name: str, measured: MeasuredRow) -> list[dict]:
     """The Hub's ``model-index``: one result per split, metrics copied from the row (nulls left out)."""
     display = DATASETS.get(measured.dataset, (measured.dataset, ""))[0]
@@ -129,29 +156,61 @@ def widget_examples(catalog: dict[int, str], user_id: int | None) -> list[dict[s
     ]
 
 
-def results_section(name: str, measured: MeasuredRow | None, method: str) -> str:
+def comparison_line(comparison: dict[str, Any], cf: str) -> str:
+    """One sentence: CCF-LLM minus the CF model on the same rows, its interval, and what that means at this size."""
+    diff, low, high = comparison["minus_baseline"], comparison["low"], comparison["high"]
+    trained = f"trained on {comparison['llm_train_rows']} rows"
+    if low <= 0 <= high:
+        verdict = f"the interval holds 0: on {comparison['rows']} rows the two cannot be told apart"
+    elif diff > 0:
+        verdict = f"the interval excludes 0: {trained}, the LLM adds to the CF tables it reads"
+    else:
+        verdict = f"the interval excludes 0: {trained}, the LLM does not yet add to the CF tables it reads"
+    return (
+        f"CCF-LLM minus {cf} alone, {comparison['split']} AUC on the same {comparison['rows']} rows: {diff:+.4f} "
+        f"[{low:+.4f}, {high:+.4f}] ({comparison['confidence']:.0%} paired bootstrap over {comparison['resample']}); "
+        f"{verdict}."
+    )
+
+
+def results_section(
+    name: str, measured: MeasuredRow | None, method: str, baseline: Baseline | None = None
+) -> str:
     if measured is None:
         return (
             f"No measured results row for method `{method}` was found (`results/*.json`), so this card "
             "carries no `model-index` and no numbers."
         )
-    header = "| split | " + " | ".join(METRIC_NAMES.values()) + " |"
-    lines = [header, "|" + "---|" * (len(METRIC_NAMES) + 1)]
+    rows = [(f"`{name}`", measured.row)]
+    if baseline is not None:
+        rows.append((f"{baseline.row['method']} (CF tables alone)", baseline.row))
+    header = "| model | split | " + " | ".join(METRIC_NAMES.values()) + " |"
+    lines = [header, "|" + "---|" * (len(METRIC_NAMES) + 2)]
     for split in ("test", "valid"):
-        values = [measured.row[split].get(key) for key in METRIC_NAMES]
-        lines.append(f"| {split} | " + " | ".join("—" if v is None else f"{v:.4f}" for v in values) + " |")
-    return (
+        for label, row in rows:
+            values = [row[split].get(key) for key in METRIC_NAMES]
+            cells = " | ".join("—" if v is None else f"{v:.4f}" for v in values)
+            lines.append(f"| {label} | {split} | {cells} |")
+    text = (
         f"Measured for `{name}` on {DATASETS.get(measured.dataset, (measured.dataset,))[0]} "
         f"(row `{method}` of `{measured.path.name}`; warm rows: user and item both seen in training).\n\n"
         + "\n".join(lines)
     )
+    if baseline is not None:
+        text += "\n\n" + comparison_line(baseline.comparison, baseline.row["method"])
+    return text
+
+
+def setting(row: dict, key: str) -> Any:
+    """A row's setting: in ``settings`` (the results-file layout), or at the top level of older rows."""
+    return (row.get("settings") or {}).get(key, row.get(key))
 
 
 def training_section(row: dict) -> str:
     fields = {
         "backbone": row.get("backbone"),
-        "fusion": row.get("fusion"),
-        "CF model": row.get("cf"),
+        "fusion": setting(row, "fusion"),
+        "CF model": setting(row, "cf"),
         "training rows": row.get("train_rows"),
         "device": row.get("device"),
         "wall time (s)": row.get("seconds"),
@@ -171,20 +230,22 @@ def model_card(
     model_ref: str,
     dataset: str,
     base_model: str | None = None,
+    baseline: Baseline | None = None,
 ) -> str:
     """README.md text: front matter (widget, model-index) and the template filled from the measured row.
 
-    ``config`` is the model's ``CCFLLMConfig`` (user table size, fusion, LoRA rank decide the examples and notes).
+    ``config`` is the model's ``CCFLLMConfig`` (user table size, fusion, LoRA rank decide the examples and notes);
+    ``baseline`` adds the run's CF model, scored alone on the same rows, to the results.
     """
     row = measured.row if measured else run_row
     dataset = measured.dataset if measured else dataset
-    base_model = base_model or BASE_MODELS.get(row["backbone"], row["backbone"])
+    base_model = base_model or hub_base_model(config) or BASE_MODELS.get(row["backbone"])
     user_id = 1 if config.num_users > 1 and config.fusion != "text_only" else None
     widget = widget_examples(catalog, user_id)
     front = {
         "library_name": "transformers",
         "pipeline_tag": "text-classification",
-        "base_model": base_model,
+        **({"base_model": base_model} if base_model else {}),  # a Hub id or nothing (a random tiny backbone)
         "datasets": [dataset],
         "metrics": ["auc"],
         "tags": ["ccf-llm", "recommendation", "ctr-prediction", "collaborative-filtering", "custom_code"],
@@ -197,22 +258,23 @@ def model_card(
     return Template(CARD_TEMPLATE.read_text()).substitute(
         front_matter=yaml.safe_dump(front, sort_keys=False, allow_unicode=True, width=1000),
         name=name,
-        variant=VARIANTS.get(row.get("fusion"), row.get("fusion")),
+        variant=VARIANTS.get(config.fusion, config.fusion),
         dataset_name=dataset_name,
         label=label,
-        base_model=base_model,
-        cf=row.get("cf") or "none",
-        fusion=row.get("fusion"),
+        base_model=base_model or row["backbone"],
+        cf=setting(row, "cf") or "none",
+        fusion=config.fusion,
         model_ref=model_ref,
         example_text=widget[0]["text"],
         example_user=user_id or 0,
         example_history=json.dumps(items[:2]),
         example_candidate=json.dumps(catalog[items[2]], ensure_ascii=False),
+        example_candidate_id=items[2],
         ranking_text=widget[1]["text"],
         num_items=len(catalog),
         peft_note="Its LoRA adapter is stored unmerged, so loading needs `peft` installed."
         if config.lora_r
         else "",
-        results_section=results_section(name, measured, row["method"]),
+        results_section=results_section(name, measured, row["method"], baseline),
         training_section=training_section(row),
     )

@@ -22,10 +22,13 @@ class BlockRepoModules(importlib.abc.MetaPathFinder):
 def main(folder: str) -> None:
     sys.meta_path.insert(0, BlockRepoModules())
     warnings.simplefilter("ignore")
-    from transformers import AutoModel, pipeline
+    import torch
+    from transformers import AutoModel, AutoProcessor, pipeline
 
     model = AutoModel.from_pretrained(folder, trust_remote_code=True)
     print(f"AutoModel: {type(model).__module__}.{type(model).__name__}, fusion={model.config.fusion}")
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    print(f"AutoProcessor: {type(processor).__module__}.{type(processor).__name__}")
     # The defaults a user gets: the stored bf16 weights, loaded in float32 on a CPU that would emulate bf16.
     stored = json.loads((Path(folder) / "config.json").read_text()).get("dtype", "an unnamed dtype")
     ctr = pipeline(model=folder, trust_remote_code=True, device="cpu")
@@ -36,7 +39,12 @@ def main(folder: str) -> None:
     text = f"history: {'; '.join(history)} | candidate: {candidates[0]}"
     print(f"\nwidget text: {text}\n -> {json.dumps(ctr(text))}")
     answer = ctr({"user_id": 1, "history": history, "candidate": candidates[1]})
-    print(f"user 1, candidate {candidates[1]!r}: P(Yes) = {answer[0]['score']:.3f}")
+    with torch.no_grad():
+        logit = model.to(ctr.model.dtype)(**processor([history], [candidates[1]], user_ids=[1])).logits
+    print(
+        f"user 1, candidate {candidates[1]!r}: P(Yes) = {answer[0]['score']:.3f} "
+        f"(model(**processor(...)): {torch.sigmoid(logit).item():.3f})"
+    )
     requests = [{"history": history[:1], "candidate": c} for c in candidates[2:4]]  # a list: one answer each
     for request, answer in zip(requests, ctr(requests), strict=True):
         print(

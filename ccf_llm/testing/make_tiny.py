@@ -1,7 +1,9 @@
 """``python -m ccf_llm.testing.make_tiny DIR``: a tiny random CCF-LLM folder in the published format.
 
 Everything is built offline: a byte-level BPE tokenizer trained on the prompt wording and the catalog,
-and a random backbone of the requested architecture built from a config.
+and a random backbone of the requested architecture built from a config. The folder is written by
+``publishing.save_model_folder``, the function that writes published folders, so it holds the same files
+(remote code with pipeline and handler, processor files, card, ``custom_pipelines``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import CONFIG_MAPPING, AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
 from ..build import build_model
+from ..publishing import model_card, save_model_folder
 
 TINY_CATALOG = {
     1: "Toy Story (1995)",
@@ -87,9 +90,12 @@ def tiny_model(model_type: str = "llama", fusion: str = "gate", cf_dim: int = 8,
 def make_tiny(out_dir: str | Path, model_type: str = "llama", fusion: str = "gate") -> Path:
     model, processor = tiny_model(model_type, fusion)
     out = Path(out_dir)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    row = {"method": "CCF-LLM (tiny random)", "backbone": f"tiny random {model_type}", "fusion": fusion,
+           "cf": "random", "train_rows": 0}  # fmt: skip
+    card = model_card(
+        row, None, processor.catalog, model.config, name=out.name, model_ref=out.name, dataset="tiny"
+    )
+    return save_model_folder(model, processor, out, card)
 
 
 def main() -> None:

@@ -32,7 +32,8 @@ class StageConfig:
 class ExperimentConfig:
     """Everything a results row depends on. See ``configs/ml1m.yaml`` for a commented example."""
 
-    method: str = "CCF-LLM"
+    method: str = "CCF-LLM"  # the row's family (CCF-LLM, TALLRec, CoLLM, ICL); its settings set rows apart
+    experiment: str | None = None  # configs/experiments/<name>.yaml that runs this (scripts/experiment.py)
     data: str = "ml1m"  # ml1m (the shared CoLLM split) | default (embedded RecBole ml-100k) | a split folder
     data_dir: str | None = None
     results: str | None = None  # results/<dataset>.json to upsert the row into; None writes no row
@@ -43,6 +44,8 @@ class ExperimentConfig:
     cf_settings: dict = field(default_factory=dict)  # its settings (ccf_llm.cf.train_cf)
     fusion: str = "gate"
     history_item_tokens: bool = True
+    item_attributes: bool = False  # each item's attribute text (genres, categories) after its title
+    user_profile: bool = False  # the user's profile sentence (age band, gender, occupation) after the history
     score_type: str = "yes_minus_no"
     lora_r: int = 8
     lora_alpha: int = 16
@@ -57,6 +60,7 @@ class ExperimentConfig:
     # two_stage | joint (one stage tuning LoRA and ALG/GATE, with stage2's settings)
     schedule: str = "two_stage"
     stage2_tunes_lora: bool = False
+    stage2_tunes_cf: bool = False  # stage 2 (or joint) also tunes the CF tables; the model folder keeps them
     init_from: str | None = None  # a finished run whose stage-1 LoRA replaces stage 1
     stage1: StageConfig = field(default_factory=lambda: StageConfig(**STAGE_DEFAULTS["stage1"]))
     stage2: StageConfig = field(default_factory=lambda: StageConfig(**STAGE_DEFAULTS["stage2"]))

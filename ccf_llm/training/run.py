@@ -1,11 +1,11 @@
-"""The whole experiment: data -> CF tables -> stage 1 (LoRA, text) -> stage 2 (ALG+GATE, hybrid) -> test -> model folder."""
+"""The whole experiment: data -> CF tables -> stage 1 (LoRA, text) -> stage 2 (ALG+GATE, hybrid) -> scores -> model
+folder, and its results row."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
-import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,27 +16,29 @@ from datasets import Dataset, DatasetDict
 from safetensors.torch import load_file
 from transformers import set_seed
 
-from modeling_ccf import CCFLLMForCTR, native_bf16
+from modeling_ccf import CCFLLMForCTR, use_bf16
 from processing_ccf import CCFLLMProcessor
 
 from ..atomic import write_text_atomically
 from ..build import build_model, load_backbone, preferred_attention
 from ..data import CTRData, load_named
-from ..evaluation import split_metrics, upsert_result
 from ..evaluation.compare import write_scores
 from ..evaluation.gates import gate_statistics
+from ..evaluation.rows import device_label, record_row, results_row
 from ..metrics import ctr_metrics
 from .config import ExperimentConfig, StageConfig
+from .stages import stage_name
 from .trainer import (
     TRAINABLE_FILE,
     WallClock,
     encode_dataset,
     load_weights_of,
     predict_scores,
+    process_state,
     run_stage,
-    world_size,
 )
 
+CFTables = tuple[torch.Tensor, torch.Tensor, str]  # user table, item table, the tables' name in a results row
 MODEL_DIR = "model"
 
 
@@ -49,23 +51,24 @@ def subsample(config: ExperimentConfig, data: CTRData) -> CTRData:
     for name, limit in (("valid", config.max_valid_rows), ("test", config.max_test_rows)):
         if limit and len(splits[name]) > limit:  # a fixed random sample, so every user can appear
             splits[name] = splits[name].shuffle(seed=config.sample_seed).select(range(limit))
-    return CTRData(DatasetDict(splits), data.items, data.users, data.name, data.info)
+    return dataclasses.replace(data, splits=DatasetDict(splits))
 
 
-def cf_tables(config: ExperimentConfig, data: CTRData) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """Load the configured CF tables, or train ``cf_model`` on the whole train split and export them first."""
+def cf_tables(config: ExperimentConfig, data: CTRData) -> CFTables:
+    """Load the configured CF tables, or train ``cf_model`` on the whole train split and export them first. Their
+    name is the folder's (``cf_dir``, e.g. the CF experiment's), or ``cf_model`` for tables trained here."""
     from ..cf import load_cf_tables, save_cf_tables, train_cf
 
     directory = Path(config.cf_dir) if config.cf_dir else Path(config.output_dir) / "cf"
     if not (directory / "cf_tables.safetensors").is_file():
         if config.cf_dir:
             raise FileNotFoundError(f"{directory / 'cf_tables.safetensors'} not found (cf_dir in the config)")
-        if world_size() > 1:  # every process would train and write the same file
+        if process_state().num_processes > 1:  # every process would train and write the same file
             raise RuntimeError(
                 "a multi-process run needs ready CF tables: train them first (scripts/train_cf.py) and set cf_dir"
             )
         save_cf_tables(train_cf(config.cf_model, data, config.cf_settings), directory)
-    users, items, info = load_cf_tables(directory)
+    users, items, _ = load_cf_tables(directory)
     needed = {
         "user": max(max(split["uid"]) for split in data.splits.values()) + 1,
         "item": max(*(max(split["iid"]) for split in data.splits.values()), *data.items) + 1,
@@ -76,7 +79,7 @@ def cf_tables(config: ExperimentConfig, data: CTRData) -> tuple[torch.Tensor, to
                 f"{directory / 'cf_tables.safetensors'}: the {name} table has {table.shape[0]} rows, but the data "
                 f"has {name} ids up to {needed[name] - 1} (needs {needed[name]} rows): tables of another data set?"
             )
-    return users, items, info.get("model", config.cf_model)
+    return users, items, directory.name if config.cf_dir else config.cf_model
 
 
 def load_stage1_lora(model: CCFLLMForCTR, run_dir: str | Path) -> None:
@@ -95,10 +98,6 @@ def load_stage1_lora(model: CCFLLMForCTR, run_dir: str | Path) -> None:
     )
 
 
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def score_splits(
     model: CCFLLMForCTR,
     processor: CCFLLMProcessor,
@@ -115,44 +114,9 @@ def score_splits(
     for split, rows in splits.items():
         scores = predict_scores(model, rows, processor, batch_size, bf16, out / "predict")
         metrics[split] = ctr_metrics(rows["label"], scores, rows["uid"], rows["not_cold"])
-        if is_main_process():
+        if process_state().is_main_process:
             write_scores(out, split, rows, scores)
     return metrics
-
-
-def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
-    """The CPU's model name (Linux), or None where the system does not say."""
-    try:
-        lines = cpuinfo.read_text().splitlines()
-    except OSError:
-        return None
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names and names[0] else None
-
-
-def uses_bf16(config: ExperimentConfig) -> bool:
-    """The config's ``bf16``, or where it is unset (None), whether bf16 is native on this machine. A ``bf16: true``
-    on a CPU that emulates bf16 is kept (it may be there to match bf16 rows) but warned about: there, a SmolLM2
-    training step takes minutes instead of seconds."""
-    if config.bf16 is None:
-        return native_bf16()
-    if config.bf16 and not torch.cuda.is_available() and not native_bf16():
-        warnings.warn(
-            "bf16 is on, but this CPU has no native bf16 (AMX or AVX512-BF16) and emulates it, many times slower "
-            "than fp32; set bf16: false (--set bf16=false) unless the run must match bf16 rows",
-            stacklevel=2,
-        )
-    return config.bf16
-
-
-def device_label(bf16: bool = False) -> str:
-    """A results row's device: the GPU's name, or the CPU's model and cores (and bf16, whose CPU default depends on
-    the machine, so a training row records it). CPUs differ in their bf16 kernels, so rows from two CPU models
-    differ in their last digits even with the same seed."""
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    name = cpu_name()
-    return f"cpu ({name + ', ' if name else ''}{os.cpu_count()} cores{', bf16' if bf16 else ''})"
 
 
 def evaluate_saved_model(
@@ -177,12 +141,11 @@ def evaluate_saved_model(
 
 
 def build_run_model(
-    config: ExperimentConfig, data: CTRData, full_data: CTRData
-) -> tuple[CCFLLMForCTR, CCFLLMProcessor, str | None]:
-    """The config's model (backbone + LoRA; with CF also the frozen tables and ALG/GATE), its processor and the
-    name of the CF model whose tables it reads (None for text-only prompts)."""
-    needs_cf = config.fusion != "text_only"
-    users, items, cf_name = cf_tables(config, full_data) if needs_cf else (None, None, None)
+    config: ExperimentConfig, data: CTRData, tables: CFTables | None
+) -> tuple[CCFLLMForCTR, CCFLLMProcessor]:
+    """The config's model (backbone + LoRA; with CF ``tables`` also those, frozen, and ALG/GATE) and processor."""
+    needs_cf = tables is not None
+    users, items, _ = tables if needs_cf else (None, None, None)
     backbone, tokenizer = load_backbone(config.backbone)
     model, processor = build_model(
         backbone,
@@ -191,6 +154,10 @@ def build_run_model(
         users,
         items,
         processor_kwargs={
+            "attributes": data.item_attributes,
+            "profiles": data.user_profiles() if config.user_profile else {},
+            "item_attributes": config.item_attributes,
+            "user_profile": config.user_profile,
             "max_history": config.max_history,
             "max_length": config.max_length,
             "history_item_tokens": config.history_item_tokens,
@@ -205,7 +172,7 @@ def build_run_model(
         lora_target_modules=config.lora_target_modules,
     )
     model.set_attn_implementation(preferred_attention())
-    return model, processor, cf_name
+    return model, processor
 
 
 def train_stages(
@@ -216,7 +183,7 @@ def train_stages(
     out: Path,
     **stage_kwargs,
 ) -> dict[str, dict]:
-    """The schedule (DESIGN.md "Two stages"): stage 1 tunes LoRA on text prompts (or loads a finished run's),
+    """The schedule (docs/design.md "Two stages"): stage 1 tunes LoRA on text prompts (or loads a finished run's),
     stage 2 tunes ALG + GATE on hybrid prompts; ``schedule: joint`` tunes both at once instead (ablation).
     Returns each stage's summary; an empty dict when nothing was trained (zero-shot)."""
 
@@ -225,7 +192,8 @@ def train_stages(
         return run_stage(model, name, prompts, train, valid, settings, out / folder, **stage_kwargs)
 
     if config.schedule == "joint":
-        return {"joint": stage("joint", processor, config.stage2, "joint")}
+        name = stage_name("joint", cf=config.stage2_tunes_cf)
+        return {"joint": stage(name, processor, config.stage2, "joint")}
     stages = {}
     if config.init_from:
         load_stage1_lora(model, config.init_from)
@@ -233,58 +201,119 @@ def train_stages(
     elif config.stage1.epochs > 0:
         stages["stage1"] = stage("text", processor.with_settings(hybrid=False), config.stage1, "stage1")
     if model.fusion is not None and config.stage2.epochs > 0:
-        name = "fusion+lora" if config.stage2_tunes_lora else "fusion"
+        name = stage_name("fusion", lora=config.stage2_tunes_lora, cf=config.stage2_tunes_cf)
         stages["stage2"] = stage(name, processor, config.stage2, "stage2")
     return stages
 
 
 def run_experiment(config: ExperimentConfig, command: str, resume: bool = False) -> dict:
-    """Run every stage the config asks for, evaluate on valid/test, save the model folder, upsert the results row."""
+    """data -> CF tables -> stage 1 -> stage 2 -> scores -> model folder, then the results row (``command`` is the
+    row's, unless the config names its experiment, whose command reruns it). Returns the run's summary."""
     set_seed(config.seed)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    # A finished stage (its trainable weights saved) is reloaded by run_stage, not trained again.
-    clock = WallClock(out, continued=resume or any(out.glob(f"*/{TRAINABLE_FILE}")))
+    clock = WallClock.of_run(out, resume)
+    bf16 = use_bf16(config.bf16)
+    main = process_state().is_main_process
+
     full_data = load_named(config.data, config.data_dir)
     data = subsample(config, full_data)
-    model, processor, cf_name = build_run_model(config, data, full_data)
-    bf16 = uses_bf16(config)
+    tables = cf_tables(config, full_data) if config.fusion != "text_only" else None
+    model, processor = build_run_model(config, data, tables)
+    encoded = encoder(data)
+    stages = train_stages(
+        model, processor, encoded, config, out, seed=config.seed, bf16=bf16, resume=resume, callbacks=(clock,)
+    )
+    splits = {split: encoded(processor, split) for split in ("valid", "test")}
+    metrics = score_splits(model, processor, splits, config.stage2.eval_batch_size, bf16, out)
+    if main:
+        save_model_folder(out, model, processor, splits["test"])
+        clock.write()
+
+    cf_name = tables[2] if tables else None
+    row = run_row(config, data, cf_name, stages, metrics, bf16, clock.seconds(), command)
+    summary = {
+        "row": row,
+        "process_seconds": clock.process_seconds(),
+        "stages": stages,
+        "config": config.to_dict(),
+    }
+    if main:
+        write_text_atomically(out / "metrics.json", json.dumps(summary, indent=2, default=float))
+        record_row(config.results, row, config.data, data.name)
+    return summary
+
+
+def encoder(data: CTRData) -> Callable[[CCFLLMProcessor, str], Dataset]:
+    """A split's rows tokenized by a processor, once per (processor, split): stage 1's text prompts and the
+    hybrid ones of stage 2 and scoring."""
 
     @functools.cache
     def encoded(prompts: CCFLLMProcessor, split: str) -> Dataset:
         return encode_dataset(data.splits[split], prompts, desc=f"tokenizing {split}")
 
-    stages = train_stages(
-        model, processor, encoded, config, out, seed=config.seed, bf16=bf16, resume=resume, callbacks=(clock,)
-    )
-    main = is_main_process()
-    splits = {split: encoded(processor, split) for split in ("valid", "test")}
-    metrics = score_splits(model, processor, splits, config.stage2.eval_batch_size, bf16, out)
-    if main:
-        write_text_atomically(
-            out / "gates.json", json.dumps(gate_statistics(model, processor, encoded(processor, "test")))
-        )
-        model.save_pretrained(out / MODEL_DIR)
-        processor.save_pretrained(out / MODEL_DIR)
-    process_seconds = clock.process_seconds()  # more than one entry when the run was continued
-    row = {
-        "method": config.method,
-        "backbone": Path(config.backbone).name if config.backbone else "SmolLM2-135M-Instruct",
+    return encoded
+
+
+def save_model_folder(out: Path, model: CCFLLMForCTR, processor: CCFLLMProcessor, test: Dataset) -> None:
+    """``out/model`` (what ``scripts/publish.py`` publishes) and the test rows' gate statistics beside it."""
+    write_text_atomically(out / "gates.json", json.dumps(gate_statistics(model, processor, test)))
+    model.save_pretrained(out / MODEL_DIR)
+    processor.save_pretrained(out / MODEL_DIR)
+
+
+def run_row(
+    config: ExperimentConfig,
+    data: CTRData,
+    cf_name: str | None,
+    stages: dict[str, dict],
+    metrics: dict[str, dict],
+    bf16: bool,
+    seconds: float,
+    command: str,
+) -> dict:
+    """The results row of a finished run: what sets it apart from rows of its method lives in ``settings``."""
+    train_rows = len(data.splits["train"])
+    settings = {
         "fusion": config.fusion,
         "cf": cf_name,
-        "train_rows": len(data.splits["train"]) if stages else 0,  # 0: nothing trained (zero-shot)
-        "device": device_label(bf16),
-        "seconds": round(sum(process_seconds), 1),
-        "command": command,
-        "valid": split_metrics(metrics["valid"], "valid"),
-        "test": split_metrics(metrics["test"], "test"),
+        "history_item_tokens": config.history_item_tokens,
+        "item_attributes": config.item_attributes,
+        "user_profile": config.user_profile,
+        "stage2_tunes_lora": config.stage2_tunes_lora,
+        "stage2_tunes_cf": config.stage2_tunes_cf,
+        "schedule": config.schedule,
+        "max_history": config.max_history,
+        "bf16": bf16,
+        "seed": config.seed,
+        "stage1_rows": stage1_rows(config, stages, train_rows),
     }
-    summary = {"row": row, "process_seconds": process_seconds, "stages": stages, "config": config.to_dict()}
-    if main:
-        write_text_atomically(out / "metrics.json", json.dumps(summary, indent=2, default=float))
-    if config.results and main:
-        upsert_result(config.results, row, dataset="ml-1m" if config.data == "ml1m" else data.name)
-    return summary
+    return results_row(
+        method=config.method,
+        experiment=config.experiment,
+        command=command,
+        sampled=bool(config.max_train_rows or config.max_valid_rows or config.max_test_rows),
+        train_rows=train_rows if stages else 0,  # 0: nothing trained (zero-shot)
+        test_rows=len(data.splits["test"]),
+        settings=settings,
+        backbone=Path(config.backbone).name if config.backbone else "SmolLM2-135M-Instruct",
+        device=device_label(bf16),
+        seconds=seconds,
+        metrics=metrics,
+        valid_rows=len(data.splits["valid"]),
+    )
+
+
+def stage1_rows(config: ExperimentConfig, stages: dict[str, dict], train_rows: int) -> int | None:
+    """The rows stage 1 (LoRA on text) learnt from: this run's, or, with ``init_from``, that run's (None where its
+    row is missing); 0 without a stage 1 (joint, zero-shot)."""
+    if config.init_from:
+        metrics = Path(config.init_from) / "metrics.json"
+        if not metrics.is_file():
+            return None
+        row = json.loads(metrics.read_text())["row"]
+        return row.get("settings", {}).get("stage1_rows", row.get("train_rows"))
+    return train_rows if "stage1" in stages else 0
 
 
 def summary_table(summary: dict) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import PartialState
 from datasets import Dataset
 from safetensors.torch import load_file, save_file
 from torch.utils.data import Sampler, SequentialSampler
@@ -83,8 +84,8 @@ def make_compute_metrics(dataset: Dataset):
 
 
 class NaNGuard(TrainerCallback):
-    """Stop at the first non-finite training loss or gradient norm instead of training on (DESIGN.md: a bf16 probe
-    went to NaN). Needs ``logging_nan_inf_filter=False``, or the Trainer logs earlier losses in place of a NaN."""
+    """Stop at the first non-finite training loss or gradient norm instead of training on (a bf16 run can go to
+    NaN). Needs ``logging_nan_inf_filter=False``, or the Trainer logs earlier losses in place of a NaN."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         for name in ("loss", "grad_norm"):
@@ -97,9 +98,9 @@ class NaNGuard(TrainerCallback):
 
 
 class WallClock(TrainerCallback):
-    """A run's wall time per process that worked on it, written at training steps (at most once a second) and at
-    each stage's end, so a run continued across sessions (``--resume``, or finished stages reloaded) reports all of
-    its time, not only the last process's."""
+    """A run's wall time per process that worked on it, written at training steps (at most once a second), at
+    each stage's end and when the run is done, so a run continued across sessions (``--resume``, or finished stages
+    reloaded) reports all of its time, not only the last process's. The one clock of a run's ``seconds``."""
 
     FILE = "wall_clock.json"
 
@@ -110,8 +111,17 @@ class WallClock(TrainerCallback):
         self.start = time.perf_counter()
         self.written_at = -math.inf
 
+    @classmethod
+    def of_run(cls, run_dir: Path, resume: bool) -> WallClock:
+        """The clock of a run folder: continued with ``resume``, or where a finished stage will be reloaded."""
+        return cls(run_dir, continued=resume or any(run_dir.glob(f"*/{TRAINABLE_FILE}")))
+
     def process_seconds(self) -> list[float]:
         return [*self.earlier, round(time.perf_counter() - self.start, 1)]
+
+    def seconds(self) -> float:
+        """All processes' time together (the results row's ``seconds``)."""
+        return round(sum(self.process_seconds()), 1)
 
     def write(self) -> None:
         write_text_atomically(self.path, json.dumps({"process_seconds": self.process_seconds()}))
@@ -157,7 +167,7 @@ class CTRTrainer(Trainer):
 def training_arguments(
     stage: StageConfig, output_dir: Path, train_rows: int, seed: int, bf16: bool
 ) -> TrainingArguments:
-    world = world_size()
+    world = process_state().num_processes
     steps_per_epoch = max(
         math.ceil(train_rows / (stage.batch_size * stage.gradient_accumulation_steps * world)), 1
     )
@@ -199,11 +209,10 @@ def training_arguments(
     )
 
 
-def world_size() -> int:
-    """Processes of a distributed launch (torchrun / accelerate set WORLD_SIZE before the process group exists)."""
-    if torch.distributed.is_initialized():
-        return torch.distributed.get_world_size()
-    return max(int(os.environ.get("WORLD_SIZE", "1")), 1)
+def process_state() -> PartialState:
+    """accelerate's facts of this process (main or not, how many in the launch). Without a GPU, the processes of a
+    launch are CPU processes (DDP over gloo), as the Trainer's ``use_cpu`` makes them (``explicit_cpu``)."""
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def device_arguments(bf16: bool) -> dict:
@@ -224,7 +233,7 @@ def explicit_cpu(bf16: bool) -> bool:
     """Whether the Trainer must be told ``use_cpu``: without it, several processes without a GPU stay
     undistributed (each would train the whole run alone and write the same files; with it, DDP over gloo),
     and bf16 autocast on a CPU is refused."""
-    return not torch.cuda.is_available() and (world_size() > 1 or bf16)
+    return not torch.cuda.is_available() and (process_state().num_processes > 1 or bf16)
 
 
 def run_stage(
