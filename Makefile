@@ -25,4 +25,4 @@ test: setup  ## lint + the whole test suite
 	$(PY) -m pytest -q --durations=15
 
 bench-cpu: setup
-	$(PY) -m benchmarks.train_throughput && $(PY) -m benchmarks.eval_throughput && $(PY) -m benchmarks.ranking && $(PY) -m benchmarks.pipeline_throughput
+	$(PY) -m benchmarks.train_throughput && $(PY) -m benchmarks.eval_throughput && $(PY) -m benchmarks.ranking && $(PY) -m benchmarks.pipeline_throughput && $(PY) -m benchmarks.recommend

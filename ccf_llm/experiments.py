@@ -354,9 +354,18 @@ def listing(root: str | Path = ".") -> str:
 
 
 def comparison_command(experiment: Experiment, experiments: dict[str, Experiment]) -> list[str]:
-    """``scripts/compare_runs.py`` of the experiment beside the rest of its ``compare_with``, minus the first."""
+    """``scripts/compare_runs.py`` of the experiment against each experiment of its ``compare_with`` (paired
+    intervals of the differences), into ``results/<name>_intervals.json``: one file per comparison set."""
     if not experiment.compare_with:
         raise ValueError(f"{experiment.name}: no compare_with in its file")
-    baseline, *others = (experiments[name].output_dir for name in experiment.compare_with)
-    folders = [str(folder) for folder in (experiment.output_dir, *others)]
-    return ["python", "scripts/compare_runs.py", *folders, "--baseline", str(baseline)]
+    baselines = [str(experiments[name].output_dir) for name in experiment.compare_with]
+    out = Path("results") / f"{experiment.name}_intervals.json"
+    return [
+        "python",
+        "scripts/compare_runs.py",
+        str(experiment.output_dir),
+        "--baseline",
+        *baselines,
+        "--out",
+        str(out),
+    ]

@@ -1,7 +1,7 @@
 """Bootstrap intervals of runs' test AUCs and of their differences from a baseline run on the same rows.
 
     python scripts/compare_runs.py outputs/experiments/ccf-llm outputs/experiments/collm \\
-        --baseline outputs/experiments/cf-mf-bias
+        --baseline outputs/experiments/cf-mf-bias [outputs/experiments/tallrec ...]
 
 (``python scripts/experiment.py --compare ccf-llm`` runs this for an experiment and its ``compare_with``.)
 
@@ -20,6 +20,8 @@ import shlex
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from ccf_llm.atomic import write_text_atomically
 from ccf_llm.evaluation.compare import RESAMPLE_UNITS, compare_runs, run_name
 
@@ -27,7 +29,12 @@ from ccf_llm.evaluation.compare import RESAMPLE_UNITS, compare_runs, run_name
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders to compare")
-    parser.add_argument("--baseline", type=Path, help="a run folder to subtract (paired on the same rows)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        nargs="+",
+        help="run folder(s) to subtract, each in turn (paired on the same rows)",
+    )
     parser.add_argument("--split", default="test", choices=("valid", "test"))
     parser.add_argument("--confidence", type=float, default=0.95)
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
@@ -42,18 +49,17 @@ def main(argv: list[str] | None = None) -> None:
         "--out", type=Path, help="also write the table, settings and command to this JSON file"
     )
     args = parser.parse_args(argv)
+    options = {"n_resamples": args.resamples, "seed": args.seed, "resample": args.resample}
     try:
-        table = compare_runs(
-            args.runs,
-            args.baseline,
-            args.split,
-            args.confidence,
-            n_resamples=args.resamples,
-            seed=args.seed,
-            resample=args.resample,
-        )
+        tables = [
+            compare_runs(args.runs, baseline, args.split, args.confidence, **options).assign(
+                baseline=run_name(baseline) if baseline else None
+            )
+            for baseline in (args.baseline or [None])
+        ]
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"compare_runs: {err}")
+    table = pd.concat(tables)
     print(
         f"{args.split} AUC, {args.confidence:.0%} BCa bootstrap intervals over {args.resample} "
         f"({args.resamples} resamples)"
@@ -66,8 +72,7 @@ def main(argv: list[str] | None = None) -> None:
             "resamples": args.resamples,
             "seed": args.seed,
             "resample": args.resample,
-            "baseline": str(args.baseline) if args.baseline else None,
-            "baseline_method": run_name(args.baseline) if args.baseline else None,
+            "baselines": [str(baseline) for baseline in args.baseline or []],
             "command": shlex.join(["python", "scripts/compare_runs.py", *(argv or sys.argv[1:])]),
             "rows": json.loads(table.reset_index().round(4).to_json(orient="records")),
         }

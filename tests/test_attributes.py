@@ -173,8 +173,15 @@ def test_a_run_with_attributes_and_tuned_tables_saves_them_in_its_model_folder(
     _, items, _ = load_cf_tables(inputs["cf"])
     assert not torch.allclose(final["item_cf.weight"], items)  # tuned, and the folder keeps the tuned table
     torch.testing.assert_close(final["item_cf.weight"], stage2["item_cf.weight"])
-    loaded = CCFLLMProcessor.from_pretrained(tmp_path / "run" / "model")
-    assert loaded.item_attributes and loaded.attributes == ATTRIBUTES
+    from ccf_llm.publishing import publish
+    from modeling_ccf import CCFLLMForCTR
+
+    folder, _ = publish(tmp_path / "run", tmp_path / "published")  # the Hub folder keeps tables and catalog
+    loaded = CCFLLMProcessor.from_pretrained(folder)
+    assert loaded.item_attributes and loaded.user_profile and loaded.attributes == ATTRIBUTES
+    assert loaded.profiles == user_profiles(USERS)
+    published = CCFLLMForCTR.from_pretrained(folder, dtype=torch.float32)
+    torch.testing.assert_close(published.item_cf.weight, stage2["item_cf.weight"], atol=1e-2, rtol=1e-2)  # bf16
 
 
 def test_pipeline_reads_attributes_from_the_catalog_and_a_profile_from_the_request(one_thread) -> None:

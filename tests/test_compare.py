@@ -82,11 +82,23 @@ def test_compare_runs_script_prints_and_writes_the_table(runs, tmp_path, load_sc
     assert written["resample"] == "users"  # the default: a user's rows are not independent
     table = intervals_table(out).splitlines()  # the README's rendering of the file
     interval = "95% interval (users resampled)"
-    assert table[0] == f"| method | test AUC | {interval} | test UAUC | minus Base | {interval} |"
+    assert table[0] == f"| method | test AUC | {interval} | test UAUC | against | difference | {interval} |"
     row = written["rows"][0]
     assert table[2].startswith(
-        f"| Better | {row['auc']:.4f} | {row['auc_low']:.4f} – {row['auc_high']:.4f} | {row['uauc']:.4f} | +"
+        f"| Better | {row['auc']:.4f} | {row['auc_low']:.4f} – {row['auc_high']:.4f} | {row['uauc']:.4f} | Base | +"
     )
+    two = [
+        str(runs["better"]),
+        "--baseline",
+        str(runs["baseline"]),
+        str(runs["better"]),
+        "--resamples",
+        "200",
+    ]
+    load_script("compare_runs").main([*two, "--out", str(out)])
+    against = json.loads(out.read_text())
+    assert [row["baseline"] for row in against["rows"]] == ["Base", "Better"]
+    assert against["rows"][1]["minus_baseline"] == 0  # a run against itself
     load_script("compare_runs").main([*argv, "--resample", "rows"])
     by_rows = json.loads(out.read_text())
     assert by_rows["resample"] == "rows" and by_rows["rows"][0]["auc"] == row["auc"]

@@ -155,7 +155,7 @@ def test_running_an_experiment_runs_what_it_needs_records_its_rows_and_skips_fin
                     ("cf-tiny", "text", "hybrid")]  # fmt: skip
     experiment.main(["--compare", "--dry-run", "hybrid"])
     assert capsys.readouterr().out.strip() == (
-        "python scripts/compare_runs.py outputs/experiments/hybrid outputs/experiments/text "
-        "--baseline outputs/experiments/cf-tiny"
+        "python scripts/compare_runs.py outputs/experiments/hybrid --baseline outputs/experiments/cf-tiny "
+        "outputs/experiments/text --out results/hybrid_intervals.json"
     )
     assert "variant" in listing(tree)

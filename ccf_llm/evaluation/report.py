@@ -148,7 +148,11 @@ def intervals_table(intervals_file: str | Path) -> str:
     with_uauc = all("uauc" in row for row in content["rows"])
     if with_uauc:
         columns.append(f"{content['split']} UAUC")
-    if content["baseline"]:
+    # Files of one baseline name it once (baseline_method); files of several name each row's (baseline).
+    per_row = bool(content.get("baselines"))
+    if per_row:
+        columns += ["against", "difference", interval]
+    elif content.get("baseline"):
         columns += [f"minus {_method(content['baseline_method'])}", interval]
     lines = ["| " + " | ".join(columns) + " |", "| --- |" + " ---: |" * (len(columns) - 1)]
     for row in content["rows"]:
@@ -159,7 +163,9 @@ def intervals_table(intervals_file: str | Path) -> str:
         ]
         if with_uauc:
             cells.append(_cell(row["uauc"]))
-        if content["baseline"]:
+        if per_row:
+            cells.append(_method(row["baseline"]))
+        if per_row or content.get("baseline"):
             cells += [
                 f"{row['minus_baseline']:+.4f}",
                 f"{_signed(row['diff_low'])} – {_signed(row['diff_high'])}",
