@@ -19,6 +19,7 @@ from transformers import AutoProcessor, pipeline
 
 import modeling_ccf
 from ccf_llm.testing import make_tiny
+from ccf_llm.testing.fresh import BLOCK_REPO_MODULES
 from modeling_ccf import CCFLLMForCTR
 from pipeline_ccf import INPUT_FORMAT, CCFLLMPipeline, TitleResolver, parse_widget_text
 from processing_ccf import CCFLLMProcessor
@@ -301,16 +302,10 @@ def test_a_damaged_file_of_the_folder_is_named(pipe: CCFLLMPipeline, tmp_path: P
         load(str(folder))
 
 
-FRESH_SCRIPT = textwrap.dedent(
+FRESH_SCRIPT = BLOCK_REPO_MODULES + textwrap.dedent(
     """
-    import importlib.abc, json, sys, warnings
+    import json, sys, warnings
 
-    class Block(importlib.abc.MetaPathFinder):  # the repository's own modules must not be needed
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {"ccf_llm", "configuration_ccf", "modeling_ccf", "processing_ccf", "pipeline_ccf"}:
-                raise ImportError(f"{name} is blocked")
-
-    sys.meta_path.insert(0, Block())
     warnings.simplefilter("ignore")
     import torch
     from transformers import AutoModel, AutoProcessor, pipeline

@@ -25,6 +25,7 @@ from ccf_llm.publishing import HubAccessError, find_measured_row, model_card, pu
 from ccf_llm.publishing import hub as hub_module
 from ccf_llm.publishing.folder import BASELINE_DIR, CODE_FILES, DATA_FILES, local_roots
 from ccf_llm.testing import TINY_CATALOG, make_tiny, tiny_backbone, tiny_tokenizer
+from ccf_llm.testing.fresh import BLOCK_REPO_MODULES
 from ccf_llm.testing.tiny_run import tiny_ctr_data
 from ccf_llm.training import ExperimentConfig
 from ccf_llm.training.run import subsample
@@ -277,17 +278,11 @@ def test_push_is_refused_before_anything_is_written(
     assert not out.exists()
 
 
-FRESH_SCRIPT = textwrap.dedent(
+FRESH_SCRIPT = BLOCK_REPO_MODULES + textwrap.dedent(
     """
-    import importlib.abc, importlib.util, json, sys, warnings
+    import importlib.util, json, sys, warnings
     from pathlib import Path
 
-    class Block(importlib.abc.MetaPathFinder):  # the repo's own modules must not be needed
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {"ccf_llm", "configuration_ccf", "modeling_ccf", "processing_ccf", "pipeline_ccf"}:
-                raise ImportError(f"{name} is blocked")
-
-    sys.meta_path.insert(0, Block())
     warnings.simplefilter("ignore")
     from transformers import pipeline
 

@@ -27,6 +27,7 @@ from ccf_llm.evaluation.topk import (
     topk_users,
 )
 from ccf_llm.testing import make_tiny
+from ccf_llm.testing.fresh import BLOCK_REPO_MODULES
 from ccf_llm.testing.make_tiny import TINY_CATALOG, tiny_model
 from ccf_llm.testing.tiny_run import write_tiny_run_inputs
 from modeling_ccf import CCFLLMForCTR, retrieve_from_tables
@@ -335,17 +336,11 @@ def test_a_model_without_cf_tables_cannot_recommend() -> None:
         text_only({"history": [1]})
 
 
-FRESH_SCRIPT = textwrap.dedent(
+FRESH_SCRIPT = BLOCK_REPO_MODULES + textwrap.dedent(
     """
-    import importlib.abc, importlib.util, json, sys, warnings
+    import importlib.util, json, sys, warnings
     from pathlib import Path
 
-    class Block(importlib.abc.MetaPathFinder):  # the repo's own modules must not be needed
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {"ccf_llm", "configuration_ccf", "modeling_ccf", "processing_ccf", "pipeline_ccf"}:
-                raise ImportError(f"{name} is blocked")
-
-    sys.meta_path.insert(0, Block())
     warnings.simplefilter("ignore")
     import torch
     from transformers import pipeline
